@@ -1,0 +1,42 @@
+"""`export-models`: a thin CLI over `export.export_models`. TensorFlow loads only when work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from models import MODELS
+from verify.cli import finish, pick_names, user_errors
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("names", nargs=-1, type=click.Choice(sorted(MODELS)))
+@click.option("--all", "all_", is_flag=True, help="Export every registered model.")
+@click.option("--out", default=Path("artifacts"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
+@click.option("--list", "list_", is_flag=True, help="List the registered models and exit.")
+@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (13..18).")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the verification report as JSON here.")
+@user_errors
+def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
+         no_verify: bool, json_path: Path | None) -> None:
+    """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
+
+    Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
+    and OUT/manifest.json, then runs the verifier (see verify-models) on them.
+    """
+    if list_:
+        for name, spec in MODELS.items():
+            click.echo(f"{name:16} {spec.summary}")
+        return
+    chosen = pick_names(names, all_)
+    click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset})", err=True)
+    from .api import export_models
+
+    _, report = export_models(chosen, out, opset, verify=not no_verify,
+                              progress=lambda line: click.echo(line, err=True))
+    if report is not None:
+        finish(report, json_path, out)

@@ -1,0 +1,99 @@
+"""Write one model's artifact folder, all or nothing.
+
+Everything is written into a temporary sibling folder (`.<name>.tmp-*`),
+hashed into card.json, and only then swapped in for the old folder with
+renames, so a reader never sees a half-written model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import ModelSpec
+from verify import layout
+from verify.inputs import find_coverage_inputs
+
+from .onnx_model import export_onnx
+from .saved_model import export_saved_model
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    name: str
+    folder: Path
+    seconds: float
+    sizes: dict[str, int]
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
+    """Build `spec`'s model and write its complete artifact folder under `out`."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out))
+    try:
+        model = spec.build()
+        fn = spec.serving_function(model)
+        model.save_weights(str(tmp / layout.WEIGHTS))
+        export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
+        export_onnx(fn, spec, tmp / layout.ONNX, opset)
+        cases = find_coverage_inputs(spec, model)
+        if cases:
+            np.savez(tmp / layout.CASES, **{f"{case}/{spec.inputs[0].name}": x for case, x in cases.items()})
+        card = {
+            "schema": layout.SCHEMA_VERSION,
+            "name": spec.name,
+            "summary": spec.summary,
+            "seed": spec.seed,
+            "signature": spec.to_json(),
+            "opset": opset,
+            "parameters": int(model.count_params()),
+            "versions": env,
+            "files": layout.hash_tree(tmp),
+        }
+        write_json(tmp / layout.CARD, card)
+        _swap_in(tmp, out / spec.name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    dest = out / spec.name
+    sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
+             layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
+    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes)
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Replace `dest` by `new`: move the old folder aside, rename, then delete the old one."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.rename(dest, old / dest.name)
+    os.rename(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[str, Any]) -> None:
+    """Update manifest.json, the index of every model folder under `out`."""
+    path = out / layout.INDEX
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    models = index.get("models", {}) if isinstance(index.get("models"), dict) else {}
+    for r in results:
+        models[r.name] = {"folder": r.name, "card_sha256": layout.sha256(r.folder / layout.CARD),
+                          "onnx_sha256": layout.sha256(r.folder / layout.ONNX), "opset": opset}
+    write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())), "versions": env})

@@ -1,0 +1,61 @@
+"""Import TensorFlow quietly, and only when it is needed.
+
+TensorFlow prints pages of oneDNN/CUDA/absl lines to the process's stderr
+(file descriptor 2, from C++) at import time; `TF_CPP_MIN_LOG_LEVEL` no longer
+silences all of them. We send fd 2 to a temporary file during the noisy calls
+and replay it only if they fail, so a broken install still explains itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from types import ModuleType
+from typing import Iterator
+
+_tf: ModuleType | None = None
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file; replay it only on an exception.
+
+    TensorFlow's C++ side (import, grappler during tf2onnx conversion) writes
+    INFO lines straight to fd 2, past Python's logging and past
+    `TF_CPP_MIN_LOG_LEVEL`.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow() -> ModuleType:
+    """Return the `tensorflow` module, imported once with its log noise muted."""
+    global _tf
+    if _tf is not None:
+        return _tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    with quiet_stderr():
+        import tensorflow as tf  # noqa: PLC0415 (lazy on purpose)
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="keras")
+    warnings.filterwarnings("ignore", module="tensorflow")
+    _tf = tf
+    return tf

@@ -1,0 +1,104 @@
+"""ModelSpec: the one description of a model that everything else reads.
+
+The registry must stay importable without TensorFlow (so that `--help` and
+`--list` are instant), so a spec names its builder as "module:function" and
+describes tensors with plain tuples; TensorFlow objects are made on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    """A named tensor. `None` in `shape` is the dynamic batch dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the exporters, the verifier, the CLIs and the tests need.
+
+    Attributes:
+        name: registry key, CLI choice and artifact folder name.
+        builder: "module:function"; the function takes a seed and returns a
+            built Keras model with deterministic weights.
+        summary: one line for `--list`.
+        inputs / outputs: the serving signature; output names become the
+            SavedModel signature keys and the ONNX output names.
+        atol / rtol: an element fails parity only if it exceeds both.
+        control_flow: ONNX op types the exported graph must contain (the
+            model's data-dependent loop/branch must not be unrolled).
+        probe: optional "module:function" that takes the built model and
+            returns a probe measuring which control-flow path an input takes.
+        seed: the default weight seed.
+    """
+
+    name: str
+    builder: str
+    summary: str
+    inputs: tuple[TensorSig, ...]
+    outputs: tuple[TensorSig, ...]
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    control_flow: tuple[str, ...] = ()
+    probe: str | None = None
+    seed: int = 0
+
+    def build(self, seed: int | None = None) -> Any:
+        """Build the Keras model with deterministic weights (imports TensorFlow)."""
+        return _resolve(self.builder)(self.seed if seed is None else seed)
+
+    def input_signature(self) -> list[Any]:
+        """The `tf.TensorSpec`s of the serving signature."""
+        from .lazy_tf import import_tensorflow
+
+        tf = import_tensorflow()
+        return [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in self.inputs]
+
+    def serving_function(self, model: Any) -> Any:
+        """Wrap `model` in a `tf.function` with the fixed signature and named outputs.
+
+        This one function is what the SavedModel serves and what tf2onnx
+        converts, so both artifacts carry the same names. Calling the Keras
+        model through `tf.function` also lets AutoGraph convert any Python
+        control flow, which Keras 3's symbolic build does not.
+        """
+        from .lazy_tf import import_tensorflow
+
+        tf = import_tensorflow()
+        names = [t.name for t in self.outputs]
+
+        def serve(*args: Any) -> dict[str, Any]:
+            result = model(args[0] if len(args) == 1 else list(args))
+            result = result if isinstance(result, (list, tuple)) else [result]
+            return dict(zip(names, result, strict=True))
+
+        return tf.function(serve, input_signature=self.input_signature(), autograph=True)
+
+    def make_probe(self, model: Any) -> Any | None:
+        """The model's control-flow probe, or None for a model without control flow."""
+        return _resolve(self.probe)(model) if self.probe else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "control_flow": list(self.control_flow),
+        }
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)

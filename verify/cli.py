@@ -1,0 +1,89 @@
+"""`verify-models`: a thin CLI over `verify.verify_models`."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from models import MODELS, UserError
+
+RUNTIME_NAMES = ["tf_eager", "tf_function", "saved_model", "ort_cpu", "ort_cpu_noopt",
+                 "ort_cuda", "ort_tensorrt", "onnx_reference"]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a UserError into one line on stderr and exit 1; bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            for line in str(e).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
+    if all_ and names:
+        raise click.UsageError("give model names or --all, not both")
+    if not all_ and not names:
+        raise click.UsageError(f"name a model or pass --all (models: {', '.join(sorted(MODELS))})")
+    return list(MODELS) if all_ else list(dict.fromkeys(names))
+
+
+def finish(report: Any, json_path: Path | None, artifacts: Path) -> None:
+    """Print the table, write the JSON reports, and raise once if anything failed."""
+    from models import ParityError
+
+    from .layout import REPORT
+    from .render import table, write_json
+
+    click.echo(table(report))
+    if artifacts.is_dir():
+        write_json(report, artifacts / REPORT)
+    if json_path:
+        write_json(report, json_path)
+    if not report:
+        raise ParityError("\n".join(report.failures()))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("names", nargs=-1, type=click.Choice(sorted(MODELS)))
+@click.option("--all", "all_", is_flag=True, help="Verify every registered model.")
+@click.option("--artifacts", default=Path("artifacts"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder written by export-models.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as JSON here.")
+@click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
+              help="An .npz (keys = input names) to verify on instead of the built-in cases.")
+@click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
+              "A runtime named here that is unavailable fails the run.")
+@user_errors
+def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
+         inputs: Path | None, providers: str | None) -> None:
+    """Prove the exported artifacts compute what the Keras models compute.
+
+    Runs the same inputs through TF eager (the reference), the tf.function,
+    the reloaded SavedModel and ONNX runtimes, and compares every output.
+    Exit 0: all agreed; 1: a mismatch or a bad artifact/input; 2: usage.
+    """
+    chosen = pick_names(names, all_)
+    runtimes = None
+    if providers:
+        runtimes = [p.strip() for p in providers.split(",") if p.strip()]
+        unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
+        if unknown:
+            raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
+                                     param_hint="--providers")
+    if inputs is not None and not inputs.is_file():
+        raise UserError(f"{inputs}: no such file")
+    from .verifier import verify_models
+
+    finish(verify_models(chosen, artifacts, runtimes, inputs), json_path, artifacts)

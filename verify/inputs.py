@@ -1,0 +1,136 @@
+"""The inputs the verifier feeds: seeded random batches, control-flow
+coverage cases, and the user's own `.npz`, validated before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import InputError, ModelSpec
+
+BATCH_SIZES = (1, 2, 7)
+INPUT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input batch that goes through every runtime."""
+
+    name: str
+    kind: str  # "random", "coverage" or "user"
+    feed: dict[str, np.ndarray]
+
+
+def random_cases(spec: ModelSpec, batch_sizes: tuple[int, ...] = BATCH_SIZES, seed: int = INPUT_SEED) -> list[Case]:
+    """Uniform [0, 1) inputs, as the seed feeds, at each batch size."""
+    cases = []
+    for batch in batch_sizes:
+        rng = np.random.default_rng([seed, batch])
+        feed = {t.name: rng.random((batch, *t.shape[1:]), dtype=np.float32) for t in spec.inputs}
+        cases.append(Case(f"random_b{batch}", "random", feed))
+    return cases
+
+
+def validate_feed(spec: ModelSpec, feed: dict[str, Any], source: str) -> dict[str, np.ndarray]:
+    """Check names, dtypes, shapes and finiteness; one clear error for the first problem.
+
+    Non-finite values are refused outright: with +inf, FancyMLP's loop halves
+    an infinite norm forever in every runtime.
+    """
+    names = [t.name for t in spec.inputs]
+    if sorted(feed) != sorted(names):
+        raise InputError(f"{source}: has keys {sorted(feed)}, {spec.name} takes {names}")
+    checked = {}
+    for sig in spec.inputs:
+        arr = np.asarray(feed[sig.name])
+        if arr.dtype != np.dtype(sig.dtype):
+            raise InputError(f"{source}: {sig.name!r} is {arr.dtype}, {spec.name} takes {sig.dtype}")
+        want = tuple("batch" if d is None else d for d in sig.shape)
+        ok = arr.ndim == len(sig.shape) and all(d is None or d == n for d, n in zip(sig.shape, arr.shape))
+        if not ok or (arr.ndim and arr.shape[0] == 0):
+            raise InputError(f"{source}: {sig.name!r} has shape {arr.shape}, {spec.name} takes {want} with batch >= 1")
+        if not np.isfinite(arr).all():
+            bad = "NaN" if np.isnan(arr).any() else "infinity"
+            raise InputError(f"{source}: {sig.name!r} contains {bad}; inputs must be finite")
+        checked[sig.name] = arr
+    return checked
+
+
+def load_npz(path: Path, spec: ModelSpec) -> Case:
+    """Read a user's `.npz` (keys = input names) into one validated case."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feed = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable .npz file ({e})") from None
+    return Case(f"user:{Path(path).name}", "user", validate_feed(spec, feed, str(path)))
+
+
+# Norms entering FancyMLP's loop, and the path each must produce:
+# 0.5 and 0.9 never enter the loop; 1.5 and 1.9 halve once; 3072 and 3686 halve 12 times;
+# then the branch scales (norm < 0.8) or keeps.
+COVERAGE_TARGETS = {
+    "loop0_scaled": 0.5, "loop0_kept": 0.9,
+    "loop1_scaled": 1.5, "loop1_kept": 1.9,
+    "loop12_scaled": 0.75 * 2**12, "loop12_kept": 0.9 * 2**12,
+}
+# Deliberately on a decision boundary: float rounding may take either side.
+BOUNDARY_TARGETS = {"boundary_loop": 1.0, "boundary_branch": 1.6}
+
+
+def find_coverage_inputs(spec: ModelSpec, model: Any, seed: int = INPUT_SEED) -> dict[str, np.ndarray]:
+    """Search inputs whose pre-loop norm hits each target (run at export time).
+
+    The pre-loop activations are continuous in the input, so a target between
+    the norms of a low point and a high point is met on the segment joining
+    them, by bisection. The low point comes from gradient descent on the
+    squared norm from a batch of random starts; the high point is a large
+    random input. A target outside that range is left out, and the verifier
+    then reports the coverage it misses.
+    """
+    from models.lazy_tf import import_tensorflow
+
+    tf = import_tensorflow()
+    probe = spec.make_probe(model)
+    if probe is None:
+        return {}
+    rng = np.random.default_rng(seed)
+    width = spec.inputs[0].shape[1:]
+
+    def norms(x: np.ndarray) -> np.ndarray:
+        h = probe.pre_loop(tf.constant(x, tf.float32))
+        return np.linalg.norm(h.numpy().reshape(len(x), -1), axis=1)
+
+    starts = tf.Variable(rng.normal(size=(64, *width)).astype(np.float32))
+    opt = tf.keras.optimizers.Adam(0.1)
+
+    @tf.function  # one traced step: 250 eager steps would take seconds
+    def step() -> None:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(probe.pre_loop(starts)))  # smooth at 0, unlike the norm
+        opt.apply_gradients([(tape.gradient(loss, starts), starts)])
+
+    for _ in range(250):
+        step()
+    lows = starts.numpy()
+    low = lows[np.argmin(norms(lows))]
+    high = (rng.normal(size=width) * 1e4).astype(np.float32)
+    lo_norm, hi_norm = norms(np.stack([low, high]))
+
+    found = {}
+    for name, target in {**COVERAGE_TARGETS, **BOUNDARY_TARGETS}.items():
+        if not lo_norm < target < hi_norm:
+            continue  # unreachable here; the verifier reports the missing coverage
+        a, b = 0.0, 1.0
+        for _ in range(60):
+            mid = (a + b) / 2
+            x = (low + mid * (high - low)).astype(np.float32)
+            if norms(x[None])[0] < target:
+                a = mid
+            else:
+                b = mid
+        found[name] = x[None]
+    return found

@@ -1,0 +1,81 @@
+"""The artifact contract: what a model folder holds, and how it is checked.
+
+The writer in `export` and the reader here share these names, so the
+contract lives beside its reader (verify must not import export).
+
+    <root>/manifest.json          index: models, versions, opset
+    <root>/report.json            the last verification report
+    <root>/<model>/card.json      signature, opset, tolerances, parameters,
+                                  tool versions, sha256 of every file below
+    <root>/<model>/saved_model/   SavedModel, signature "serving_default"
+    <root>/<model>/model.onnx     ONNX
+    <root>/<model>/model.weights.h5   Keras weights: rebuilds the TF eager reference
+    <root>/<model>/cases.npz      the control-flow coverage inputs found at export
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from models import ArtifactError
+
+SCHEMA_VERSION = 1
+INDEX = "manifest.json"
+REPORT = "report.json"
+CARD = "card.json"
+SAVED_MODEL = "saved_model"
+ONNX = "model.onnx"
+WEIGHTS = "model.weights.h5"
+CASES = "cases.npz"
+SERVING_SIGNATURE = "serving_default"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_tree(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` except the card, by POSIX relative path."""
+    return {
+        p.relative_to(folder).as_posix(): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != CARD
+    }
+
+
+def read_card(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / CARD
+    if not folder.is_dir():
+        raise ArtifactError(f"{name}: no artifact folder at {folder}; run `export-models {name}`")
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: {path} is missing; re-export with `export-models {name}`") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{name}: {path} is unreadable ({e}); re-export with `export-models {name}`") from None
+    if not isinstance(card, dict) or card.get("schema") != SCHEMA_VERSION or not isinstance(card.get("files"), dict):
+        raise ArtifactError(f"{name}: {path} is not a schema-{SCHEMA_VERSION} card; re-export with `export-models {name}`")
+    return card
+
+
+def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
+    """Refuse unsafe paths, missing files and any file whose bytes changed."""
+    for rel, expected in sorted(card["files"].items()):
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts or "\\" in rel:
+            raise ArtifactError(f"{name}: card.json lists {rel!r}, a path outside the model folder; refusing it")
+        path = folder / rel
+        if not path.is_file():
+            raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); re-export with `export-models {name}`")
+        if sha256(path) != expected:
+            raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); re-export with `export-models {name}`")
+    for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
+        if required not in card["files"]:
+            raise ArtifactError(f"{name}: card.json does not list {required}; re-export with `export-models {name}`")

@@ -1,0 +1,71 @@
+"""Render a Report for people (a table) and for machines (JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .verifier import ModelReport, Report
+
+
+def _cell(m: ModelReport, runtime: str) -> str:
+    state = m.runtimes.get(runtime, "")
+    if not state:
+        return "-"
+    if state.startswith("unavailable"):
+        return "unavailable"
+    if state.startswith("error"):
+        return "ERROR"
+    results = [r for r in m.results if r.runtime == runtime]
+    counted = [r for r in results if r.status != "boundary"]
+    worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
+    if any(r.status == "error" for r in results):
+        text = "ERROR"
+    else:
+        text = ("ok " if all(r.status == "passed" for r in counted) else "FAIL ") + f"{worst:.1e}"
+    boundary = len(results) - len(counted)
+    return text + (f" +{boundary}b" if boundary else "")
+
+
+def table(report: Report) -> str:
+    """Models x runtimes: the worst max-abs error over all cases, and the status."""
+    runtimes = list(dict.fromkeys(rt for m in report.models for rt in m.runtimes))
+    header = ["model", "cases", *runtimes]
+    rows = []
+    for m in report.models:
+        if m.error:
+            rows.append([m.model, "-", *(["ERROR"] * len(runtimes))])
+        else:
+            rows.append([m.model, str(len(m.cases)), *(_cell(m, rt) for rt in runtimes)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = []
+    for rt in runtimes:
+        reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
+        notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
+    for m in report.models:
+        if m.coverage:
+            got = ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in m.coverage.items())
+            notes.append(f"{m.model} control-flow coverage: {got}")
+        for c in m.cases:
+            if c["kind"] == "boundary":
+                p = c["path"]
+                notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
+                             "(relative) of its threshold; reported, not counted as a pass")
+    cells = "cells: worst max-abs error vs tf_eager over all cases; +Nb = N boundary cases not counted"
+    verdict = f"{'PASSED' if report else 'FAILED'} in {report.seconds:.1f} s"
+    return "\n".join([*lines, "", cells, *notes, verdict])
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write the report atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(report.to_json(), f, indent=2, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,51 @@
+"""The one interface every runtime implements, and how runtimes are found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from models import ModelSpec
+
+
+class Runtime(Protocol):
+    """Something that runs an artifact: named numpy inputs in, named numpy outputs out."""
+
+    name: str
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Unavailable(Exception):
+    """The runtime cannot run on this machine; the message says why."""
+
+
+@dataclass
+class Subject:
+    """What a runtime loader gets: the spec, the artifact folder and the
+    reference Keras model rebuilt from the folder's weights."""
+
+    spec: ModelSpec
+    folder: Path
+    model: Any
+
+
+Loader = Callable[[Subject], Runtime]
+
+
+@dataclass
+class FnRuntime:
+    """A runtime made of a name and an `infer` callable."""
+
+    name: str
+    fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.fn(feed)
+
+
+def to_numpy(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in outputs.items()}

@@ -1,0 +1,27 @@
+"""The SavedModel reloaded from disk, called through its serving signature."""
+
+from __future__ import annotations
+
+from models import ArtifactError
+from models.lazy_tf import import_tensorflow
+
+from ..layout import SAVED_MODEL, SERVING_SIGNATURE
+from .base import FnRuntime, Subject, to_numpy
+
+
+def load(subject: Subject) -> FnRuntime:
+    tf = import_tensorflow()
+    path = subject.folder / SAVED_MODEL
+    try:
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures[SERVING_SIGNATURE]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(f"{subject.spec.name}: {SAVED_MODEL}/ cannot be loaded ({first})") from None
+
+    def infer(feed):
+        return to_numpy(signature(**{k: tf.constant(v) for k, v in feed.items()}))
+
+    runtime = FnRuntime("saved_model", infer)
+    runtime.signature = signature  # kept for the structure check
+    return runtime

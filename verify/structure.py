@@ -1,0 +1,83 @@
+"""Structure checks: the artifacts expose exactly the signature, and control flow survived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models import ArtifactError, ModelSpec
+
+from .layout import ONNX
+
+_ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "passed": self.passed, "detail": self.detail}
+
+
+def _dims(value_info: Any) -> tuple[Any, ...]:
+    return tuple(d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim)
+
+
+def _expected(sig: Any) -> tuple[str, str, tuple[Any, ...]]:
+    return sig.name, sig.dtype, tuple("batch" if d is None else d for d in sig.shape)
+
+
+def onnx_checks(spec: ModelSpec, folder: Path) -> list[Check]:
+    """Inputs/outputs equal the signature (names, dtypes, dims with the batch
+    dimension named "batch"), the control-flow ops are present, every ONNX op
+    type used is recorded, and the graph has no leaked constant inputs."""
+    import onnx
+
+    try:
+        model = onnx.load(str(folder / ONNX))
+    except Exception as e:  # DecodeError and friends on a corrupted file
+        raise ArtifactError(f"{spec.name}: {ONNX} cannot be parsed ({type(e).__name__})") from None
+    graph = model.graph
+
+    def io(values: Any) -> list[tuple[str, str, tuple[Any, ...]]]:
+        return [(v.name, _ONNX_DTYPES.get(v.type.tensor_type.elem_type, "?"), _dims(v)) for v in values]
+
+    want_in = [_expected(t) for t in spec.inputs]
+    want_out = [_expected(t) for t in spec.outputs]
+    got_in, got_out = io(graph.input), io(graph.output)
+    ops = {n.op_type for n in graph.node}
+    missing = [op for op in spec.control_flow if op not in ops]
+    checks = [
+        Check("onnx_inputs", got_in == want_in, f"{got_in}" if got_in != want_in else f"{want_in}"),
+        Check("onnx_outputs", got_out == want_out, f"{got_out}" if got_out != want_out else f"{want_out}"),
+        Check("onnx_control_flow", not missing,
+              f"missing {missing}" if missing else f"has {list(spec.control_flow) or 'no control flow (none expected)'}"),
+    ]
+    if got_in != want_in:
+        checks[0] = Check("onnx_inputs", False, f"expected {want_in}, found {got_in}"
+                          + (" (a captured constant leaked out as an input?)" if len(got_in) > len(want_in) else ""))
+    if got_out != want_out:
+        checks[1] = Check("onnx_outputs", False, f"expected {want_out}, found {got_out}")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        checks.append(Check("onnx_checker", True, "onnx.checker full_check passed"))
+    except onnx.checker.ValidationError as e:
+        checks.append(Check("onnx_checker", False, str(e).splitlines()[0]))
+    return checks
+
+
+def saved_model_checks(spec: ModelSpec, signature: Any) -> list[Check]:
+    """The serving signature's input and output keys equal the spec's names."""
+    _, kwargs = signature.structured_input_signature
+    got_in = sorted(kwargs)
+    got_out = sorted(signature.structured_outputs)
+    want_in = sorted(t.name for t in spec.inputs)
+    want_out = sorted(t.name for t in spec.outputs)
+    return [
+        Check("saved_model_inputs", got_in == want_in, f"expected {want_in}, found {got_in}"),
+        Check("saved_model_outputs", got_out == want_out, f"expected {want_out}, found {got_out}"),
+    ]

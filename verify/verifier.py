@@ -1,0 +1,229 @@
+"""Run every case through every runtime and collect the results as data.
+
+Nothing here raises on a mismatch: `verify_models` returns a `Report`, and
+the caller decides (the CLIs raise one ParityError listing every failure).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import ArtifactError, ModelSpec, UserError, get_spec
+
+from . import layout
+from .compare import OutputComparison, compare_output
+from .inputs import Case, random_cases, validate_feed
+from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
+from .structure import Check, onnx_checks, saved_model_checks
+
+REPORT_SCHEMA = "tf-parity-report/1"
+# A case whose tested norms come within this relative distance of a threshold
+# may take either side in another runtime: it is a boundary case.
+BOUNDARY_MARGIN = 1e-4
+REQUIRED_PATHS = {
+    "loop ran 0 times": lambda p: p["iterations"] == 0,
+    "loop ran once": lambda p: p["iterations"] == 1,
+    "loop ran 10+ times": lambda p: p["iterations"] >= 10,
+    "branch scaled": lambda p: p["branch"] == "scaled",
+    "branch kept": lambda p: p["branch"] == "kept",
+}
+
+
+@dataclass
+class CaseResult:
+    """One case through one runtime. `status`: passed, failed, boundary or error."""
+
+    runtime: str
+    case: str
+    status: str
+    outputs: list[OutputComparison] = field(default_factory=list)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "case": self.case, "status": self.status,
+                "reason": self.reason, "outputs": [o.to_json() for o in self.outputs]}
+
+
+@dataclass
+class ModelReport:
+    model: str
+    runtimes: dict[str, str] = field(default_factory=dict)  # name -> "ran" | "unavailable: ..." | "error: ..."
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    results: list[CaseResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    coverage: dict[str, list[str]] = field(default_factory=dict)
+    error: str = ""
+
+    def failures(self, required: set[str] = frozenset()) -> list[str]:
+        """One line per problem; empty when this model passed."""
+        if self.error:
+            return [self.error]
+        lines = [f"{self.model}: structure check {c.name} failed: {c.detail}" for c in self.checks if not c.passed]
+        lines += [f"{self.model}/{rt}: {state}" for rt, state in self.runtimes.items()
+                  if state.startswith("error") or (rt in required and state != "ran")]
+        for r in self.results:
+            if r.status == "error":
+                lines.append(f"{self.model}/{r.runtime}: case {r.case}: {r.reason}")
+            for o in r.outputs if r.status == "failed" else []:
+                if not o:
+                    lines.append(f"{self.model}/{r.runtime}: case {r.case}: output {o.output!r} "
+                                 f"max abs error {o.max_abs:.3g}, max rel {o.max_rel:.3g} at {o.worst_index} "
+                                 f"exceeds atol={o.atol:g} and rtol={o.rtol:g}" + (f" ({o.note})" if o.note else ""))
+        lines += [f"{self.model}: no input covers '{need}' (coverage)" for need, hits in self.coverage.items() if not hits]
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "passed": not self.failures(), "error": self.error,
+                "runtimes": self.runtimes, "cases": self.cases, "coverage": self.coverage,
+                "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
+
+
+@dataclass
+class Report:
+    """Everything one verification found. Truthy when every model passed."""
+
+    models: list[ModelReport]
+    required: set[str]
+    seconds: float
+    environment: dict[str, Any]
+
+    def failures(self) -> list[str]:
+        return [line for m in self.models for line in m.failures(self.required)]
+
+    def __bool__(self) -> bool:
+        return not self.failures()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": REPORT_SCHEMA, "passed": bool(self), "seconds": round(self.seconds, 3),
+                "environment": self.environment, "failures": self.failures(),
+                "models": [m.to_json() for m in self.models]}
+
+
+def environment() -> dict[str, Any]:
+    """Tool versions and onnxruntime providers, for the report and the cards."""
+    from models.lazy_tf import import_tensorflow
+
+    tf = import_tensorflow()  # first: keras and tf2onnx import TensorFlow noisily otherwise
+    import keras
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+    }
+
+
+def stored_cases(folder: Path) -> list[Case]:
+    """The control-flow coverage inputs the exporter found and stored."""
+    path = folder / layout.CASES
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as data:
+        return [Case(key.split("/")[0], "coverage", {key.split("/")[1]: data[key]}) for key in sorted(data.files)]
+
+
+def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None) -> ModelReport:
+    """Verify one model folder on the named runtimes; problems become data in the report."""
+    report = ModelReport(spec.name)
+    try:
+        card = layout.read_card(folder, spec.name)
+        layout.check_files(folder, spec.name, card)
+        model = spec.build(card.get("seed", spec.seed))
+        try:
+            model.load_weights(str(folder / layout.WEIGHTS))
+        except (OSError, ValueError) as e:
+            raise ArtifactError(f"{spec.name}: {layout.WEIGHTS} cannot be loaded ({str(e).splitlines()[0]})") from None
+        cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder)
+        for case in cases:
+            validate_feed(spec, case.feed, f"{spec.name}: case {case.name}")
+        report.checks += onnx_checks(spec, folder)
+    except UserError as e:
+        report.error = str(e)
+        return report
+
+    probe = spec.make_probe(model)
+    boundary = set()
+    for case in cases:
+        info: dict[str, Any] = {"name": case.name, "kind": case.kind,
+                                "batch": int(next(iter(case.feed.values())).shape[0])}
+        if probe is not None:
+            path = probe.trace(next(iter(case.feed.values()))).to_json()
+            info["path"] = path
+            if path["margin"] < BOUNDARY_MARGIN:
+                info["kind"] = "boundary"
+                boundary.add(case.name)
+        report.cases.append(info)
+    if probe is not None and user_case is None:
+        paths = [c["path"] for c in report.cases if c["kind"] != "boundary"]
+        names = [c["name"] for c in report.cases if c["kind"] != "boundary"]
+        report.coverage = {need: [n for n, p in zip(names, paths) if hit(p)] for need, hit in REQUIRED_PATHS.items()}
+
+    subject = Subject(spec, folder, model)
+    reference = RUNTIMES[REFERENCE](subject)
+    expected = {case.name: reference.infer(case.feed) for case in cases}
+    for name in runtimes:
+        try:
+            runtime = RUNTIMES[name](subject)
+        except Unavailable as e:
+            report.runtimes[name] = f"unavailable: {e}"
+            continue
+        except UserError as e:
+            report.runtimes[name] = f"error: {e}"
+            continue
+        report.runtimes[name] = "ran"
+        if hasattr(runtime, "signature"):
+            report.checks += saved_model_checks(spec, runtime.signature)
+        for case in cases:
+            report.results.append(_run_case(spec, runtime, case, expected[case.name], case.name in boundary))
+    return report
+
+
+def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool) -> CaseResult:
+    try:
+        got = runtime.infer(case.feed)
+    except Exception as e:  # a runtime failing on valid input is a finding, not a crash
+        return CaseResult(runtime.name, case.name, "error", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), spec.atol, spec.rtol) for t in spec.outputs]
+    status = "boundary" if boundary else ("passed" if all(outputs) else "failed")
+    return CaseResult(runtime.name, case.name, status, outputs)
+
+
+def verify_models(
+    names: list[str],
+    artifacts: Path,
+    runtimes: list[str] | None = None,
+    inputs: Path | None = None,
+) -> Report:
+    """Verify the named models' artifacts under `artifacts`.
+
+    Args:
+        names: registry names.
+        artifacts: the folder `export-models` wrote.
+        runtimes: runtime names (see `verify.runtimes.RUNTIMES`); None means
+            all. Named ones that turn out unavailable count as failures;
+            unavailable ones picked by default are only reported.
+        inputs: an optional `.npz` (keys = input names) used instead of the
+            built-in cases.
+
+    Returns:
+        A `Report`, truthy when everything agreed.
+    """
+    from .inputs import load_npz
+
+    start = time.perf_counter()
+    specs = [get_spec(n) for n in names]
+    chosen = list(RUNTIMES) if runtimes is None else runtimes
+    user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
+    models = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name)) for s in specs]
+    required = set() if runtimes is None else set(runtimes)
+    return Report(models, required, time.perf_counter() - start, environment())
