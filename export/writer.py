@@ -43,6 +43,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; consumers need to read it
     try:
         model = spec.build()
         fn = spec.serving_function(model)
@@ -72,6 +73,12 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
     return ExportResult(spec.name, dest, time.perf_counter() - start, sizes)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _swap_in(new: Path, dest: Path) -> None:

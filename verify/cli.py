@@ -11,8 +11,9 @@ import click
 
 from models import MODELS, UserError
 
-RUNTIME_NAMES = ["tf_eager", "tf_function", "saved_model", "ort_cpu", "ort_cpu_noopt",
-                 "ort_cuda", "ort_tensorrt", "onnx_reference"]
+from .runtimes import RUNTIMES
+
+RUNTIME_NAMES = list(RUNTIMES)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

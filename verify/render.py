@@ -68,4 +68,7 @@ def write_json(report: Report, path: Path) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(report.to_json(), f, indent=2, allow_nan=False)
         f.write("\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
     os.replace(tmp, path)
