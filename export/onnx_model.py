@@ -40,6 +40,7 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     with quiet_stderr():  # grappler logs "Starting new session" from C++ on every conversion
         model, _ = tf2onnx.convert.from_function(fn, input_signature=spec.input_signature(), opset=opset)
     _name_batch_dims(model, spec)
+    canonicalize(model, spec.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return model
@@ -58,3 +59,134 @@ def _name_batch_dims(model: Any, spec: ModelSpec) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in renames:
                 dim.dim_param = renames[dim.dim_param]
+
+
+def canonicalize(model: Any, graph_name: str) -> None:
+    """Make the bytes depend on the graph alone, not on process history.
+
+    tf2onnx names nodes, tensors and unknown dimensions after per-process
+    counters (`while_cond_1081`, `const_fold_opt__84`, `unk__229`) and may
+    list initializers in a different order each run, so one model exported
+    twice gives different files. Every node becomes `<OpType>_<i>`, every
+    internal tensor `t<i>` and every unnamed dimension `d<i>`, numbered in
+    graph order (subgraphs included); initializers are sorted by first use.
+    The signature's input/output names and "batch" stay. Doc strings, which
+    carry TensorFlow names, are dropped.
+    """
+    from onnx import AttributeProto
+
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+    dims: dict[str, str] = {BATCH: BATCH}
+    count = iter(range(1 << 62))
+
+    def tensor(name: str) -> str:
+        if name and name not in keep and name not in names:
+            names[name] = f"t{len(names)}"
+        return names.get(name, name)
+
+    def value(v: Any) -> None:
+        v.name = tensor(v.name)
+        for dim in v.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = dims.setdefault(dim.dim_param, f"d{len(dims) - 1}")
+
+    def walk(g: Any, name: str) -> None:
+        g.name, g.doc_string = name, ""
+        for v in g.input:
+            value(v)
+        for node in g.node:
+            node.name, node.doc_string = f"{node.op_type}_{next(count)}", ""
+            node.input[:] = [tensor(i) for i in node.input]
+            for attr in node.attribute:
+                if attr.type == AttributeProto.GRAPH:
+                    walk(attr.g, f"{node.name}_{attr.name}")
+                for j, sub in enumerate(attr.graphs):
+                    walk(sub, f"{node.name}_{attr.name}_{j}")
+            node.output[:] = [tensor(o) for o in node.output]
+        for v in [*g.output, *g.value_info]:
+            value(v)
+        for init in g.initializer:
+            init.name = tensor(init.name)
+        ordered = sorted((type(i).FromString(i.SerializeToString()) for i in g.initializer),
+                         key=lambda i: int(i.name[1:]) if i.name.startswith("t") and i.name[1:].isdigit() else -1)
+        del g.initializer[:]
+        g.initializer.extend(ordered)
+
+    _sort_nodes(graph, {v.name: f"input:{v.name}" for v in graph.input})
+    walk(graph, graph_name)
+    model.doc_string = ""
+
+
+def _sort_nodes(graph: Any, outer: dict[str, str]) -> str:
+    """Reorder nodes topologically, breaking ties by content, not by name.
+
+    tf2onnx's order follows its counter-laden names. Each node gets a hash of
+    its op, attributes and the hashes of what feeds it (initializers by
+    content, graph inputs by position), and among the nodes ready to run
+    the smallest hash goes first. Subgraphs are sorted the same way and
+    hashed into their node. Returns the graph's own hash.
+    """
+    import hashlib
+    import heapq
+
+    from onnx import AttributeProto
+
+    def digest(*parts: str) -> str:
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    known = dict(outer)
+    for i, v in enumerate(graph.input):
+        known[v.name] = f"arg:{i}"
+    for init in graph.initializer:
+        body = type(init)()
+        body.CopyFrom(init)
+        body.name = ""
+        known[init.name] = digest("init", body.SerializeToString(deterministic=True).hex())
+
+    def node_hash(node: Any) -> str:
+        attrs = []
+        for attr in sorted(node.attribute, key=lambda a: a.name):
+            if attr.type == AttributeProto.GRAPH:
+                attrs.append(f"{attr.name}={_sort_nodes(attr.g, known)}")
+            else:
+                attrs.append(f"{attr.name}={attr.SerializeToString(deterministic=True).hex()}")
+        return digest(node.domain, node.op_type, *attrs, *(known.get(i, f"?{i}") for i in node.input))
+
+    nodes = list(graph.node)
+    produced = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    deps = [{produced[i] for i in _reads(n) if i in produced} for n in nodes]
+    waiting = [len(d) for d in deps]
+    users: dict[int, list[int]] = {}
+    for k, d in enumerate(deps):
+        for p in d:
+            users.setdefault(p, []).append(k)
+    ready = [(node_hash(n), k) for k, n in enumerate(nodes) if not waiting[k]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        h, k = heapq.heappop(ready)
+        order.append(k)
+        for j, out in enumerate(nodes[k].output):
+            known[out] = digest(h, str(j))
+        for u in users.get(k, []):
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, (node_hash(nodes[u]), u))
+    if len(order) != len(nodes):
+        raise ValueError(f"graph {graph.name!r} has a cycle; cannot order its nodes")
+    copies = [type(nodes[k]).FromString(nodes[k].SerializeToString()) for k in order]
+    del graph.node[:]
+    graph.node.extend(copies)
+    return digest("graph", *(known.get(o.name, f"?{o.name}") for o in graph.output))
+
+
+def _reads(node: Any) -> set[str]:
+    """Every name a node reads: its inputs and what its subgraphs take from outside."""
+    reads = {i for i in node.input if i}
+    for attr in node.attribute:
+        for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            inner = {v.name for v in [*g.input, *g.initializer]} | {o for n in g.node for o in n.output}
+            reads |= {i for n in g.node for i in _reads(n)} - inner
+    return reads

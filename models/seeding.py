@@ -19,6 +19,9 @@ def build_seeded(make: Callable[[], Any], seed: int, input_dim: int = 20) -> Any
     import_tensorflow()
     import keras
 
+    # clear_session resets Keras' name counters too: layer names (and so the
+    # weight paths in the artifacts) do not depend on what was built before.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = make()
     model(np.zeros((1, input_dim), dtype=np.float32))
