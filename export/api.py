@@ -1,14 +1,17 @@
-"""The library API behind `export-models`: export, index, then verify."""
+"""The library API behind `export-models`: export, index, verify, or check what is on disk."""
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from models import get_spec
-from verify import Report, verify_models
+from verify import Report, layout, verify_models
 from verify.verifier import environment
 
+from .atomic import exclusive
 from .onnx_model import DEFAULT_OPSET
 from .writer import ExportResult, export_model, write_index
 
@@ -22,6 +25,9 @@ def export_models(
 ) -> tuple[list[ExportResult], Report | None]:
     """Export the named models to SavedModel and ONNX under `out`, then verify them.
 
+    Two runs into the same `out` take turns (a lock file); each model folder
+    is swapped in atomically when complete.
+
     Args:
         names: registry names, in order.
         out: the artifacts folder; each model gets `out/<name>/`.
@@ -33,12 +39,56 @@ def export_models(
         The export results and the verification `Report` (None if not verified).
     """
     specs = [get_spec(n) for n in names]
+    out = Path(out)
     env = environment()
     results = []
-    for i, spec in enumerate(specs, 1):
-        r = export_model(spec, Path(out), opset, env)
-        results.append(r)
-        size = ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in r.sizes.items())
-        progress(f"[{i}/{len(specs)}] {spec.name}: exported in {r.seconds:.1f} s ({size})")
-    write_index(Path(out), results, opset, env)
-    return results, (verify_models(names, Path(out)) if verify else None)
+    with exclusive(out):
+        for i, spec in enumerate(specs, 1):
+            r = export_model(spec, out, opset, env)
+            results.append(r)
+            size = ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in r.sizes.items())
+            progress(f"[{i}/{len(specs)}] {spec.name}: exported in {r.seconds:.1f} s ({size})")
+        write_index(out, results, opset, env)
+        return results, (verify_models(names, out) if verify else None)
+
+
+def check_models(names: list[str], out: Path = Path("artifacts"), opset: int = DEFAULT_OPSET) -> list[str]:
+    """Export into a temporary folder and compare with `out`, like a formatter's --check.
+
+    Returns:
+        One line per difference (empty when `out` is current): a file whose
+        bytes differ, one this code writes that is missing from `out`, one in
+        `out` this code does not write, or a stale manifest.json entry.
+    """
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="export-check-") as tmp:
+        fresh = Path(tmp)
+        export_models(names, fresh, opset, verify=False)
+        diffs = []
+        for name in names:
+            want = _files(fresh / name)
+            have = _files(out / name)
+            for rel in sorted(want.keys() | have.keys()):
+                shown = f"{out / name / rel}"
+                if rel not in have:
+                    diffs.append(f"{shown}: missing (this code writes it)")
+                elif rel not in want:
+                    diffs.append(f"{shown}: not written by this code")
+                elif want[rel] != have[rel]:
+                    diffs.append(f"{shown}: differs from a fresh export")
+        want_index = json.loads((fresh / layout.INDEX).read_text())
+        try:
+            have_index = json.loads((out / layout.INDEX).read_text())
+        except (OSError, ValueError):
+            have_index = {}
+        stale = [n for n in names if have_index.get("models", {}).get(n) != want_index["models"][n]]
+        if stale or have_index.get("versions") != want_index["versions"]:
+            diffs.append(f"{out / layout.INDEX}: differs from a fresh export ({', '.join(stale) or 'versions'})")
+        return diffs
+
+
+def _files(folder: Path) -> dict[str, str]:
+    if not folder.is_dir():
+        return {}
+    return {**layout.hash_tree(folder), **({layout.CARD: layout.sha256(folder / layout.CARD)}
+                                           if (folder / layout.CARD).is_file() else {})}

@@ -20,9 +20,11 @@ from verify.cli import finish, pick_names, user_errors
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the verification report as JSON here.")
+@click.option("--check", is_flag=True,
+              help="Export to a temporary folder and compare with OUT; exit 1 listing what differs.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
-         no_verify: bool, json_path: Path | None) -> None:
+         no_verify: bool, json_path: Path | None, check: bool) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
@@ -33,6 +35,18 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
             click.echo(f"{name:16} {spec.summary}")
         return
     chosen = pick_names(names, all_)
+    if check:
+        from models import ArtifactError
+
+        from .api import check_models
+
+        click.echo(f"checking {out}/ against a fresh export of {', '.join(chosen)}", err=True)
+        diffs = check_models(chosen, out, opset)
+        if diffs:
+            raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: export-models "
+                                            f"{'--all' if all_ else ' '.join(chosen)} --out {out}"]))
+        click.echo(f"{out}/ is current ({len(chosen)} models byte-identical to a fresh export)")
+        return
     click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset})", err=True)
     from .api import export_models
 

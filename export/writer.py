@@ -1,8 +1,9 @@
 """Write one model's artifact folder, all or nothing.
 
 Everything is written into a temporary sibling folder (`.<name>.tmp-*`),
-hashed into card.json, and only then swapped in for the old folder with
-renames, so a reader never sees a half-written model folder.
+hashed into card.json, and only then swapped in for the old folder in one
+atomic exchange (export/atomic.py), so a reader never sees a half-written
+model folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 from models import ModelSpec
 from verify import layout
 from verify.inputs import find_coverage_inputs
+from verify.verifier import tool_versions
 
+from .atomic import swap_in
 from .onnx_model import export_onnx
 from .saved_model import export_saved_model
 
@@ -35,7 +38,10 @@ class ExportResult:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write JSON atomically: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
@@ -61,11 +67,11 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "signature": spec.to_json(),
             "opset": opset,
             "parameters": int(model.count_params()),
-            "versions": env,
+            "versions": tool_versions(env),
             "files": layout.hash_tree(tmp),
         }
         write_json(tmp / layout.CARD, card)
-        _swap_in(tmp, out / spec.name)
+        swap_in(tmp, out / spec.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -81,17 +87,6 @@ def _umask() -> int:
     return mask
 
 
-def _swap_in(new: Path, dest: Path) -> None:
-    """Replace `dest` by `new`: move the old folder aside, rename, then delete the old one."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.rename(dest, old / dest.name)
-    os.rename(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[str, Any]) -> None:
     """Update manifest.json, the index of every model folder under `out`."""
     path = out / layout.INDEX
@@ -103,4 +98,5 @@ def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[st
     for r in results:
         models[r.name] = {"folder": r.name, "card_sha256": layout.sha256(r.folder / layout.CARD),
                           "onnx_sha256": layout.sha256(r.folder / layout.ONNX), "opset": opset}
-    write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())), "versions": env})
+    write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())),
+                      "versions": tool_versions(env)})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
 
 from models import ArtifactError
 
@@ -79,3 +79,40 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
     for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
         if required not in card["files"]:
             raise ArtifactError(f"{name}: card.json does not list {required}; re-export with `export-models {name}`")
+
+
+def check_onnx_external_data(folder: Path, name: str, card: dict[str, Any]) -> None:
+    """ONNX external-data locations obey the same rule as card paths (cf. CVE-2024-27318):
+    relative, inside the model folder, and listed (so hashed) in card.json.
+
+    Reads the graph without following any location, before anything loads it.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(folder / ONNX), load_external_data=False)
+    except Exception as e:  # DecodeError and friends on a corrupted file
+        raise ArtifactError(f"{name}: {ONNX} cannot be parsed ({type(e).__name__})") from None
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        pure = PurePosixPath(location)
+        if not location or pure.is_absolute() or ".." in pure.parts or "\\" in location or ":" in location:
+            raise ArtifactError(f"{name}: {ONNX} tensor {tensor.name!r} points to external data at "
+                                f"{location!r}, outside the model folder; refusing it")
+        if pure.as_posix() not in card["files"]:
+            raise ArtifactError(f"{name}: {ONNX} tensor {tensor.name!r} reads {location!r}, "
+                                "which card.json does not list; refusing it")
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _tensors(sub)

@@ -123,6 +123,16 @@ def environment() -> dict[str, Any]:
     }
 
 
+def tool_versions(env: dict[str, Any]) -> dict[str, str]:
+    """The versions that determine the artifacts' bytes (for card.json and manifest.json).
+
+    Machine details (platform, providers) stay in the report: the committed
+    artifacts must not change with the machine that checks them.
+    """
+    keep = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
+    return {"python": ".".join(env["python"].split(".")[:2]), **{k: env[k] for k in keep}}
+
+
 def stored_cases(folder: Path) -> list[Case]:
     """The control-flow coverage inputs the exporter found and stored."""
     path = folder / layout.CASES
@@ -138,6 +148,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     try:
         card = layout.read_card(folder, spec.name)
         layout.check_files(folder, spec.name, card)
+        layout.check_onnx_external_data(folder, spec.name, card)
         model = spec.build(card.get("seed", spec.seed))
         try:
             model.load_weights(str(folder / layout.WEIGHTS))
