@@ -52,6 +52,35 @@ def export_models(
         return results, (verify_models(names, out) if verify else None)
 
 
+def export_layout(
+    names: list[str],
+    layout_name: str,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Report | None:
+    """Export and verify in a temporary folder, then lay the models out for a server.
+
+    Args:
+        layout_name: a key of `export.serving.LAYOUTS` ("triton", "tfserving").
+        out: the model repository to write.
+
+    Returns:
+        The verification report of the artifacts the layout was built from.
+    """
+    from .serving import LAYOUTS
+
+    write = LAYOUTS[layout_name]
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        _, report = export_models(names, Path(tmp), opset, verify, progress)
+        if report is None or report:
+            for name in names:
+                write(get_spec(name), Path(tmp) / name, Path(out))
+            progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
+        return report
+
+
 def check_models(names: list[str], out: Path = Path("artifacts"), opset: int = DEFAULT_OPSET) -> list[str]:
     """Export into a temporary folder and compare with `out`, like a formatter's --check.
 

@@ -20,11 +20,14 @@ from verify.cli import finish, pick_names, user_errors
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the verification report as JSON here.")
+@click.option("--format", "format_", type=click.Choice(["artifacts", "triton", "tfserving"]), default="artifacts",
+              show_default=True, help="artifacts: the verified artifact folder; triton / tfserving: a model "
+              "repository for that server, built from verified artifacts.")
 @click.option("--check", is_flag=True,
               help="Export to a temporary folder and compare with OUT; exit 1 listing what differs.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
-         no_verify: bool, json_path: Path | None, check: bool) -> None:
+         no_verify: bool, json_path: Path | None, format_: str, check: bool) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
@@ -47,10 +50,15 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
                                             f"{'--all' if all_ else ' '.join(chosen)} --out {out}"]))
         click.echo(f"{out}/ is current ({len(chosen)} models byte-identical to a fresh export)")
         return
-    click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset})", err=True)
-    from .api import export_models
+    click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset}, format {format_})", err=True)
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    if format_ == "artifacts":
+        from .api import export_models
 
-    _, report = export_models(chosen, out, opset, verify=not no_verify,
-                              progress=lambda line: click.echo(line, err=True))
+        _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress)
+    else:
+        from .api import export_layout
+
+        report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress)
     if report is not None:
-        finish(report, json_path, out)
+        finish(report, json_path, out if format_ == "artifacts" else None)

@@ -21,7 +21,9 @@ import numpy as np
 
 from models import ModelSpec
 from verify import layout
-from verify.inputs import find_coverage_inputs
+from verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
+from verify.runtimes import REFERENCE, RUNTIMES, Subject
+from verify.test_data import write_set
 from verify.verifier import tool_versions
 
 from .atomic import swap_in
@@ -59,6 +61,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         cases = find_coverage_inputs(spec, model)
         if cases:
             np.savez(tmp / layout.CASES, **{f"{case}/{spec.inputs[0].name}": x for case, x in cases.items()})
+        test_data = _write_test_data(tmp, spec, model, cases)
         card = {
             "schema": layout.SCHEMA_VERSION,
             "name": spec.name,
@@ -68,6 +71,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "opset": opset,
             "parameters": int(model.count_params()),
             "versions": tool_versions(env),
+            "test_data": test_data,
             "files": layout.hash_tree(tmp),
         }
         write_json(tmp / layout.CARD, card)
@@ -79,6 +83,24 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
     return ExportResult(spec.name, dest, time.perf_counter() - start, sizes)
+
+
+def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[str, np.ndarray]) -> list[dict]:
+    """Write the random batches and the coverage cases as ONNX test data sets,
+    with TF eager's outputs; boundary cases are left out (another runtime may
+    legitimately take the other branch on them)."""
+    eager = RUNTIMES[REFERENCE](Subject(spec, folder, model))
+    probe = spec.make_probe(model)
+    name = spec.inputs[0].name
+    cases = random_cases(spec) + [Case(c, "coverage", {name: x}) for c, x in coverage.items()]
+    entries = []
+    for case in cases:
+        path = probe.trace(case.feed[name]).to_json() if probe else None
+        if path and path["margin"] < BOUNDARY_MARGIN:
+            continue
+        folder_name = write_set(folder, len(entries), spec, case.feed, eager.infer(case.feed))
+        entries.append({"set": folder_name, "case": case.name, "kind": case.kind, "path": path})
+    return entries
 
 
 def _umask() -> int:

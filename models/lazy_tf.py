@@ -9,6 +9,7 @@ and replay it only if they fail, so a broken install still explains itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -59,3 +60,13 @@ def import_tensorflow() -> ModuleType:
     warnings.filterwarnings("ignore", module="tensorflow")
     _tf = tf
     return tf
+
+
+@functools.cache
+def tensorflow_available() -> bool:
+    """True when TensorFlow imports (it is then imported, quietly)."""
+    try:
+        import_tensorflow()
+    except ImportError:
+        return False
+    return True

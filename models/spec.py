@@ -69,9 +69,10 @@ class ModelSpec:
         """Wrap `model` in a `tf.function` with the fixed signature and named outputs.
 
         This one function is what the SavedModel serves and what tf2onnx
-        converts, so both artifacts carry the same names. Calling the Keras
-        model through `tf.function` also lets AutoGraph convert any Python
-        control flow, which Keras 3's symbolic build does not.
+        converts, so both artifacts carry the same names. AutoGraph is off:
+        the models write their control flow as `tf.while_loop`/`tf.cond`
+        (Keras 3 builds layers symbolically without AutoGraph anyway), and
+        AutoGraph would leave a temporary .py file per traced function.
         """
         from .lazy_tf import import_tensorflow
 
@@ -83,7 +84,7 @@ class ModelSpec:
             result = result if isinstance(result, (list, tuple)) else [result]
             return dict(zip(names, result, strict=True))
 
-        return tf.function(serve, input_signature=self.input_signature(), autograph=True)
+        return tf.function(serve, input_signature=self.input_signature(), autograph=False)
 
     def make_probe(self, model: Any) -> Any | None:
         """The model's control-flow probe, or None for a model without control flow."""

@@ -39,15 +39,16 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
     return list(MODELS) if all_ else list(dict.fromkeys(names))
 
 
-def finish(report: Any, json_path: Path | None, artifacts: Path) -> None:
-    """Print the table, write the JSON reports, and raise once if anything failed."""
+def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
+    """Print the table, write the JSON reports (also into `artifacts`, when
+    given), and raise once if anything failed."""
     from models import ParityError
 
     from .layout import REPORT
     from .render import table, write_json
 
     click.echo(table(report))
-    if artifacts.is_dir():
+    if artifacts is not None and artifacts.is_dir():
         write_json(report, artifacts / REPORT)
     if json_path:
         write_json(report, json_path)

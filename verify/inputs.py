@@ -13,6 +13,9 @@ from models import InputError, ModelSpec
 
 BATCH_SIZES = (1, 2, 7)
 INPUT_SEED = 1234
+# A case whose tested norms come within this relative distance of a threshold
+# may take either side in another runtime: it is a boundary case.
+BOUNDARY_MARGIN = 1e-4
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,10 @@ def load_npz(path: Path, spec: ModelSpec) -> Case:
 
 
 # Norms entering FancyMLP's loop, and the path each must produce:
-# 0.5 and 0.9 never enter the loop; 1.5 and 1.9 halve once; 3072 and 3686 halve 12 times;
-# then the branch scales (norm < 0.8) or keeps.
+# 0.7 and 0.9 never enter the loop; 1.5 and 1.9 halve once; 3072 and 3686 halve 12 times;
+# then the branch scales (norm < 0.8) or keeps. (chimera cannot get below ~0.52.)
 COVERAGE_TARGETS = {
-    "loop0_scaled": 0.5, "loop0_kept": 0.9,
+    "loop0_scaled": 0.7, "loop0_kept": 0.9,
     "loop1_scaled": 1.5, "loop1_kept": 1.9,
     "loop12_scaled": 0.75 * 2**12, "loop12_kept": 0.9 * 2**12,
 }
@@ -107,7 +110,7 @@ def find_coverage_inputs(spec: ModelSpec, model: Any, seed: int = INPUT_SEED) ->
     starts = tf.Variable(rng.normal(size=(64, *width)).astype(np.float32))
     opt = tf.keras.optimizers.Adam(0.1)
 
-    @tf.function  # one traced step: 250 eager steps would take seconds
+    @tf.function(autograph=False)  # one traced step: 250 eager steps would take seconds
     def step() -> None:
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.square(probe.pre_loop(starts)))  # smooth at 0, unlike the norm

@@ -11,6 +11,7 @@ contract lives beside its reader (verify must not import export).
     <root>/<model>/model.onnx     ONNX
     <root>/<model>/model.weights.h5   Keras weights: rebuilds the TF eager reference
     <root>/<model>/cases.npz      the control-flow coverage inputs found at export
+    <root>/<model>/test_data_set_N/   ONNX test data: input_i.pb, output_i.pb (TF eager's outputs)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Iterator
 
 from models import ArtifactError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: card.json lists the ONNX test data sets
 INDEX = "manifest.json"
 REPORT = "report.json"
 CARD = "card.json"

@@ -14,18 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from models import ArtifactError, ModelSpec, UserError, get_spec
+from models import ArtifactError, InputError, ModelSpec, UserError, get_spec
 
 from . import layout
 from .compare import OutputComparison, compare_output
-from .inputs import Case, random_cases, validate_feed
+from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
 from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
+from .test_data import read_sets
 from .structure import Check, onnx_checks, saved_model_checks
 
 REPORT_SCHEMA = "tf-parity-report/1"
-# A case whose tested norms come within this relative distance of a threshold
-# may take either side in another runtime: it is a boundary case.
-BOUNDARY_MARGIN = 1e-4
+STORED = "stored test data (TF eager outputs recorded at export)"
 REQUIRED_PATHS = {
     "loop ran 0 times": lambda p: p["iterations"] == 0,
     "loop ran once": lambda p: p["iterations"] == 1,
@@ -53,6 +52,7 @@ class CaseResult:
 @dataclass
 class ModelReport:
     model: str
+    reference: str = ""
     runtimes: dict[str, str] = field(default_factory=dict)  # name -> "ran" | "unavailable: ..." | "error: ..."
     cases: list[dict[str, Any]] = field(default_factory=list)
     results: list[CaseResult] = field(default_factory=list)
@@ -79,7 +79,7 @@ class ModelReport:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "passed": not self.failures(), "error": self.error,
+        return {"model": self.model, "passed": not self.failures(), "error": self.error, "reference": self.reference,
                 "runtimes": self.runtimes, "cases": self.cases, "coverage": self.coverage,
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
 
@@ -107,20 +107,23 @@ class Report:
 
 def environment() -> dict[str, Any]:
     """Tool versions and onnxruntime providers, for the report and the cards."""
-    from models.lazy_tf import import_tensorflow
+    import importlib
 
-    tf = import_tensorflow()  # first: keras and tf2onnx import TensorFlow noisily otherwise
-    import keras
-    import onnx
     import onnxruntime
-    import tf2onnx
 
-    return {
-        "python": platform.python_version(), "platform": platform.platform(),
-        "tensorflow": tf.__version__, "keras": keras.__version__,
-        "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-        "onnxruntime_providers": onnxruntime.get_available_providers(),
-    }
+    from models.lazy_tf import tensorflow_available
+
+    with_tf = tensorflow_available()  # first: keras and tf2onnx import TensorFlow noisily otherwise
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for module in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"):
+        try:
+            if not with_tf and module in ("tensorflow", "keras", "tf2onnx"):
+                raise ImportError(module)
+            env[module] = importlib.import_module(module).__version__
+        except ImportError:
+            env[module] = "not installed"
+    env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    return env
 
 
 def tool_versions(env: dict[str, Any]) -> dict[str, str]:
@@ -142,19 +145,29 @@ def stored_cases(folder: Path) -> list[Case]:
         return [Case(key.split("/")[0], "coverage", {key.split("/")[1]: data[key]}) for key in sorted(data.files)]
 
 
-def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None) -> ModelReport:
-    """Verify one model folder on the named runtimes; problems become data in the report."""
-    report = ModelReport(spec.name)
+def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
+                 with_tf: bool = True) -> ModelReport:
+    """Verify one model folder on the named runtimes; problems become data in the report.
+
+    With TensorFlow, the reference is TF eager on the model rebuilt from the
+    folder's weights, and the stored test data must match it. Without
+    TensorFlow, the stored test data sets are replayed: their outputs, TF
+    eager's at export time, are the reference.
+    """
+    report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.read_card(folder, spec.name)
         layout.check_files(folder, spec.name, card)
         layout.check_onnx_external_data(folder, spec.name, card)
-        model = spec.build(card.get("seed", spec.seed))
-        try:
-            model.load_weights(str(folder / layout.WEIGHTS))
-        except (OSError, ValueError) as e:
-            raise ArtifactError(f"{spec.name}: {layout.WEIGHTS} cannot be loaded ({str(e).splitlines()[0]})") from None
-        cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder)
+        stored = read_sets(folder, spec, card)
+        if not with_tf and user_case:
+            raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
+                             "without it only the stored test data sets can be replayed")
+        model = _reference_model(spec, folder, card) if with_tf else None
+        if model is None:
+            cases = [s.case for s in stored]
+        else:
+            cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder)
         for case in cases:
             validate_feed(spec, case.feed, f"{spec.name}: case {case.name}")
         report.checks += onnx_checks(spec, folder)
@@ -162,26 +175,30 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.error = str(e)
         return report
 
-    probe = spec.make_probe(model)
-    boundary = set()
+    probe = spec.make_probe(model) if model is not None else None
+    recorded = {s.case.name: s.path for s in stored}
     for case in cases:
         info: dict[str, Any] = {"name": case.name, "kind": case.kind,
                                 "batch": int(next(iter(case.feed.values())).shape[0])}
         if probe is not None:
-            path = probe.trace(next(iter(case.feed.values()))).to_json()
-            info["path"] = path
-            if path["margin"] < BOUNDARY_MARGIN:
-                info["kind"] = "boundary"
-                boundary.add(case.name)
+            info["path"] = probe.trace(next(iter(case.feed.values()))).to_json()
+        elif recorded.get(case.name):
+            info["path"] = {**recorded[case.name], "source": "recorded at export"}
+        if "path" in info and info["path"]["margin"] < BOUNDARY_MARGIN:
+            info["kind"] = "boundary"
         report.cases.append(info)
-    if probe is not None and user_case is None:
-        paths = [c["path"] for c in report.cases if c["kind"] != "boundary"]
-        names = [c["name"] for c in report.cases if c["kind"] != "boundary"]
-        report.coverage = {need: [n for n, p in zip(names, paths) if hit(p)] for need, hit in REQUIRED_PATHS.items()}
+    boundary = {c["name"] for c in report.cases if c["kind"] == "boundary"}
+    if spec.probe and user_case is None:
+        counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
+        report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
 
     subject = Subject(spec, folder, model)
-    reference = RUNTIMES[REFERENCE](subject)
-    expected = {case.name: reference.infer(case.feed) for case in cases}
+    if model is not None:
+        reference = RUNTIMES[REFERENCE](subject)
+        expected = {case.name: reference.infer(case.feed) for case in cases}
+        report.checks.append(_stored_outputs_check(spec, stored, reference))
+    else:
+        expected = {s.case.name: s.expected for s in stored}
     for name in runtimes:
         try:
             runtime = RUNTIMES[name](subject)
@@ -192,11 +209,33 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             report.runtimes[name] = f"error: {e}"
             continue
         report.runtimes[name] = "ran"
-        if hasattr(runtime, "signature"):
-            report.checks += saved_model_checks(spec, runtime.signature)
-        for case in cases:
-            report.results.append(_run_case(spec, runtime, case, expected[case.name], case.name in boundary))
+        try:
+            if hasattr(runtime, "signature"):
+                report.checks += saved_model_checks(spec, runtime.signature)
+            for case in cases:
+                report.results.append(_run_case(spec, runtime, case, expected[case.name], case.name in boundary))
+        finally:
+            getattr(runtime, "close", lambda: None)()
     return report
+
+
+def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any]) -> Any:
+    """The Keras model rebuilt from the registry and the folder's weights."""
+    model = spec.build(card.get("seed", spec.seed))
+    try:
+        model.load_weights(str(folder / layout.WEIGHTS))
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{spec.name}: {layout.WEIGHTS} cannot be loaded ({str(e).splitlines()[0]})") from None
+    return model
+
+
+def _stored_outputs_check(spec: ModelSpec, stored: list[Any], reference: Any) -> Check:
+    """The test data sets' outputs must be what TF eager computes now (what TF-free replay trusts)."""
+    bad = [s.case.name for s in stored
+           if not all(compare_output(k, s.expected[k], v, spec.atol, spec.rtol)
+                      for k, v in reference.infer(s.case.feed).items())]
+    detail = f"{len(stored)} test data sets match TF eager" if not bad else f"outputs differ from TF eager: {bad}"
+    return Check("test_data_outputs", not bad, detail)
 
 
 def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool) -> CaseResult:
@@ -226,15 +265,21 @@ def verify_models(
         inputs: an optional `.npz` (keys = input names) used instead of the
             built-in cases.
 
+    Without TensorFlow (an environment with only onnxruntime and onnx), the
+    stored test data sets are replayed on the ONNX runtimes instead.
+
     Returns:
         A `Report`, truthy when everything agreed.
     """
     from .inputs import load_npz
 
+    from models.lazy_tf import tensorflow_available
+
     start = time.perf_counter()
     specs = [get_spec(n) for n in names]
     chosen = list(RUNTIMES) if runtimes is None else runtimes
     user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
-    models = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name)) for s in specs]
+    with_tf = tensorflow_available()
+    models = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf) for s in specs]
     required = set() if runtimes is None else set(runtimes)
     return Report(models, required, time.perf_counter() - start, environment())

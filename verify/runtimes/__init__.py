@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import onnx_reference, saved_model, tf_eager, tf_function
+from . import node, onnx_reference, saved_model, tf_eager, tf_function
 from .base import Loader, Runtime, Subject, Unavailable
 from .onnxruntime import LOADERS as ORT_LOADERS
 
@@ -14,6 +14,7 @@ RUNTIMES: dict[str, Loader] = {
     "saved_model": saved_model.load,
     **ORT_LOADERS,
     "onnx_reference": onnx_reference.load,
+    "ort_node": node.load,
 }
 
 __all__ = ["REFERENCE", "RUNTIMES", "Runtime", "Subject", "Unavailable"]

@@ -30,7 +30,7 @@ class Subject:
 
     spec: ModelSpec
     folder: Path
-    model: Any
+    model: Any  # None when TensorFlow is not installed
 
 
 Loader = Callable[[Subject], Runtime]
@@ -45,6 +45,13 @@ class FnRuntime:
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.fn(feed)
+
+
+def require_model(subject: Subject) -> Any:
+    """The reference model, or Unavailable when verifying without TensorFlow."""
+    if subject.model is None:
+        raise Unavailable("TensorFlow is not installed here; replaying the stored test data on ONNX runtimes only")
+    return subject.model
 
 
 def to_numpy(outputs: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -6,10 +6,11 @@ from models import ArtifactError
 from models.lazy_tf import import_tensorflow
 
 from ..layout import SAVED_MODEL, SERVING_SIGNATURE
-from .base import FnRuntime, Subject, to_numpy
+from .base import FnRuntime, Subject, require_model, to_numpy
 
 
 def load(subject: Subject) -> FnRuntime:
+    require_model(subject)
     tf = import_tensorflow()
     path = subject.folder / SAVED_MODEL
     try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .base import FnRuntime, Subject, to_numpy
+from .base import FnRuntime, Subject, require_model, to_numpy
 
 
 def load(subject: Subject) -> FnRuntime:
-    spec, model = subject.spec, subject.model
+    spec, model = subject.spec, require_model(subject)
     inputs = [t.name for t in spec.inputs]
     outputs = [t.name for t in spec.outputs]
 

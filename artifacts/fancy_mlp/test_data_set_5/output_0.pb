@@ -1,0 +1,1 @@
+BtotalJ²gA

@@ -1,0 +1,5 @@
+"""`python -m verify` is `verify-models`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""ONNX test data sets: `test_data_set_N/input_i.pb` and `output_i.pb`.
+
+This is the layout of the ONNX model zoo and onnxruntime's `onnx_test_runner`:
+serialized TensorProtos named after the graph's inputs and outputs. The
+outputs are TF eager's, so any ONNX runtime can check the artifact with no
+TensorFlow installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import ArtifactError, ModelSpec
+
+from .inputs import Case
+
+PREFIX = "test_data_set_"
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    """One test data set: its inputs, TF eager's outputs, and the control-flow
+    path measured at export (None for models without control flow)."""
+
+    case: Case
+    expected: dict[str, np.ndarray]
+    path: dict[str, Any] | None
+
+
+def set_dir(index: int) -> str:
+    return f"{PREFIX}{index}"
+
+
+def write_set(folder: Path, index: int, spec: ModelSpec, feed: dict[str, np.ndarray],
+              outputs: dict[str, np.ndarray]) -> str:
+    """Write one test data set under `folder`; returns its directory name."""
+    from onnx import numpy_helper
+
+    name = set_dir(index)
+    target = folder / name
+    target.mkdir()
+    for i, sig in enumerate(spec.inputs):
+        (target / f"input_{i}.pb").write_bytes(numpy_helper.from_array(feed[sig.name], sig.name).SerializeToString())
+    for i, sig in enumerate(spec.outputs):
+        (target / f"output_{i}.pb").write_bytes(numpy_helper.from_array(outputs[sig.name], sig.name).SerializeToString())
+    return name
+
+
+def read_sets(folder: Path, spec: ModelSpec, card: dict[str, Any]) -> list[StoredCase]:
+    """Read every test data set the card lists, checking tensor names against the spec."""
+    import onnx
+    from onnx import numpy_helper
+
+    def load(path: Path, want: str) -> np.ndarray:
+        try:
+            tensor = onnx.TensorProto.FromString(path.read_bytes())
+        except (OSError, Exception) as e:  # DecodeError on a damaged file
+            raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} is unreadable ({type(e).__name__})") from None
+        if tensor.name != want:
+            raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} holds {tensor.name!r}, expected {want!r}")
+        return numpy_helper.to_array(tensor)
+
+    stored = []
+    for entry in card.get("test_data", []):
+        base = folder / entry["set"]
+        feed = {s.name: load(base / f"input_{i}.pb", s.name) for i, s in enumerate(spec.inputs)}
+        expected = {s.name: load(base / f"output_{i}.pb", s.name) for i, s in enumerate(spec.outputs)}
+        stored.append(StoredCase(Case(entry["case"], entry["kind"], feed), expected, entry.get("path")))
+    return stored
