@@ -49,7 +49,8 @@ def export_models(
             size = ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in r.sizes.items())
             progress(f"[{i}/{len(specs)}] {spec.name}: exported in {r.seconds:.1f} s ({size})")
         write_index(out, results, opset, env)
-        return results, (verify_models(names, out) if verify else None)
+        models = {r.name: r.model for r in results}
+        return results, (verify_models(names, out, models=models) if verify else None)
 
 
 def export_layout(

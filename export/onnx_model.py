@@ -9,6 +9,8 @@ from typing import Any
 from models import ModelSpec, UserError
 from models.lazy_tf import quiet_stderr
 
+from .slim import drop_noop_reshapes, matmuls_to_gemm
+
 DEFAULT_OPSET = 17
 BATCH = "batch"
 
@@ -40,6 +42,8 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     with quiet_stderr():  # grappler logs "Starting new session" from C++ on every conversion
         model, _ = tf2onnx.convert.from_function(fn, input_signature=spec.input_signature(), opset=opset)
     _name_batch_dims(model, spec)
+    drop_noop_reshapes(model)
+    matmuls_to_gemm(model)
     canonicalize(model, spec.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))

@@ -37,6 +37,7 @@ class ExportResult:
     folder: Path
     seconds: float
     sizes: dict[str, int]
+    model: Any  # the Keras model exported (the verifier reloads the folder's weights into it)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -82,7 +83,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     dest = out / spec.name
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
-    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes)
+    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model)
 
 
 def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[str, np.ndarray]) -> list[dict]:

@@ -21,7 +21,8 @@ def build_seeded(make: Callable[[], Any], seed: int, input_dim: int = 20) -> Any
 
     # clear_session resets Keras' name counters too: layer names (and so the
     # weight paths in the artifacts) do not depend on what was built before.
-    keras.backend.clear_session()
+    # free_memory=False skips a gc.collect() that costs 0.13 s a model.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
     model = make()
     model(np.zeros((1, input_dim), dtype=np.float32))

@@ -67,9 +67,11 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
               help="An .npz (keys = input names) to verify on instead of the built-in cases.")
 @click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
               "A runtime named here that is unavailable fails the run.")
+@click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
+              "and print the speed-up over TF eager (with --json, also write it there).")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
-         inputs: Path | None, providers: str | None) -> None:
+         inputs: Path | None, providers: str | None, bench: bool) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
@@ -86,6 +88,16 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
                                      param_hint="--providers")
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: no such file")
+    if bench:
+        import json
+
+        from .bench import benchmark, table
+
+        result = benchmark(chosen, artifacts, runtimes)
+        click.echo(table(result))
+        if json_path:
+            json_path.write_text(json.dumps(result, indent=2) + "\n")
+        return
     from .verifier import verify_models
 
     finish(verify_models(chosen, artifacts, runtimes, inputs), json_path, artifacts)

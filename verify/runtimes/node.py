@@ -1,20 +1,24 @@
 """onnxruntime-node: the ONNX artifact run by Node.js, as a JavaScript service would.
 
-One `node node/infer.mjs model.onnx` process per model; tensors go over
-stdin/stdout as JSON lines with base64 float32 payloads, so nothing is lost
-in transit.
+One `node node/infer.mjs` process serves every model of a run (starting Node
+and onnxruntime-node costs about 0.1 s); tensors go over stdin/stdout as JSON
+lines with base64 float32 payloads, so nothing is lost in transit.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from models import ArtifactError
 
 from ..layout import ONNX
 from .base import Subject, Unavailable
@@ -23,45 +27,40 @@ from .base import Subject, Unavailable
 # TF_PARITY_NODE_DIR to use another checkout of it.
 NODE_DIR = Path(os.environ.get("TF_PARITY_NODE_DIR", Path(__file__).resolve().parents[2] / "node"))
 INSTALL = "cd node && ONNXRUNTIME_NODE_INSTALL=skip npm ci"
-TIMEOUT_S = 60
 
 
-class NodeRuntime:
-    name = "ort_node"
+class NodeServer:
+    """The node process, started on first use and stopped at exit."""
 
-    def __init__(self, model_path: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["node", str(NODE_DIR / "infer.mjs"), str(model_path)], cwd=NODE_DIR, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["node", str(NODE_DIR / "infer.mjs")], cwd=NODE_DIR, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         ready = self._read()
         if "ready" not in ready:
             self.close()
-            raise Unavailable(f"onnxruntime-node could not load {ONNX}: {ready.get('error', ready)}")
-        self.version = ready["ready"]
+            raise Unavailable(f"onnxruntime-node did not start: {ready.get('error', ready)}")
+        atexit.register(self.close)
 
-    def _read(self) -> dict:
+    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps(payload) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
         line = self.proc.stdout.readline()
         if not line:
             err = self.proc.stderr.read().strip().splitlines()
             return {"error": err[-1] if err else f"node exited with status {self.proc.wait()}"}
         return json.loads(line)
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request = {k: {"dims": list(v.shape), "data": base64.b64encode(np.ascontiguousarray(v, "<f4").tobytes()).decode()}
-                   for k, v in feed.items()}
-        self.proc.stdin.write(json.dumps({"feeds": request}) + "\n")
-        self.proc.stdin.flush()
-        reply = self._read()
-        if "error" in reply:
-            raise RuntimeError(f"onnxruntime-node: {reply['error']}")
-        return {k: np.frombuffer(base64.b64decode(v["data"]), "<f4").reshape(v["dims"]).astype(np.float32)
-                for k, v in reply["outputs"].items()}
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
-                self.proc.wait(timeout=TIMEOUT_S)
+                self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -69,9 +68,40 @@ class NodeRuntime:
             stream.close()
 
 
+_server: NodeServer | None = None
+
+
+def _get_server() -> NodeServer:
+    global _server
+    if _server is None or not _server.alive():
+        _server = NodeServer()
+    return _server
+
+
+class NodeRuntime:
+    name = "ort_node"
+
+    def __init__(self, server: NodeServer, model: Path) -> None:
+        self.server, self.model = server, str(model)
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = {k: {"dims": list(v.shape), "data": base64.b64encode(np.ascontiguousarray(v, "<f4").tobytes()).decode()}
+                   for k, v in feed.items()}
+        reply = self.server.request({"model": self.model, "feeds": tensors})
+        if "error" in reply:
+            raise RuntimeError(f"onnxruntime-node: {reply['error']}")
+        return {k: np.frombuffer(base64.b64decode(v["data"]), "<f4").reshape(v["dims"]).astype(np.float32)
+                for k, v in reply["outputs"].items()}
+
+
 def load(subject: Subject) -> NodeRuntime:
     if shutil.which("node") is None:
         raise Unavailable("node is not on PATH")
     if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
         raise Unavailable(f"onnxruntime-node is not installed in {NODE_DIR} (run: {INSTALL})")
-    return NodeRuntime(subject.folder / ONNX)
+    server = _get_server()
+    model = (subject.folder / ONNX).resolve()
+    reply = server.request({"model": str(model)})
+    if "error" in reply:
+        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime-node ({reply['error']})")
+    return NodeRuntime(server, model)

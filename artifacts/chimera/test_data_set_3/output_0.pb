@@ -1,1 +1,1 @@
-BtotalJ .ÉA
+BtotalJ∆.ÉA

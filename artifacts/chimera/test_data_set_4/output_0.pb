@@ -1,1 +1,1 @@
-BtotalJФур?
+BtotalJРур?

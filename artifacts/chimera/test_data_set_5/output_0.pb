@@ -1,1 +1,1 @@
-BtotalJ8cA
+BtotalJÿ7cA

@@ -1,1 +1,1 @@
-BtotalJ»Íø?
+BtotalJºÍø?

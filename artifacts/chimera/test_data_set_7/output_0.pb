@@ -1,1 +1,1 @@
-BtotalJFòsA
+BtotalJHòsA

@@ -1,1 +1,1 @@
-BtotalJT/ê?
+BtotalJZ/ê?

@@ -1,1 +1,1 @@
-BtotalJÕ7A
+BtotalJûÔ7A

@@ -1,1 +1,1 @@
-BtotalJ{d»?
+BtotalJod»?

@@ -1,1 +1,1 @@
-BtotalJ²gA
+BtotalJºgA

@@ -1,1 +1,1 @@
-BtotalJgšï?
+BtotalJdšï?

@@ -1,1 +1,1 @@
-BtotalJ\S0@
+BtotalJ`S0@

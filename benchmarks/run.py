@@ -1,0 +1,139 @@
+"""Reproduce every performance figure of the README in one run.
+
+    python benchmarks/run.py [--artifacts artifacts] [--rounds 2] [--json out.json]
+
+1. Lean graphs: the exported ONNX of each feed-forward model against two
+   hand-built graphs with the same weights (Gemm-Relu-Gemm, MatMul-Relu-MatMul)
+   and against raw tf2onnx output, in onnxruntime CPU on one thread, at batch
+   1 and 64: medians of interleaved rounds, as ratios to the faster hand-built graph.
+2. Export speed: `export-models --all` (build, SavedModel, ONNX, verify; one
+   process) against tf2onnx's own command line converting the same five
+   SavedModels (one process each), wall time and peak resident memory.
+3. Verification time after TensorFlow is imported (all models, every CPU runtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floors import floors_for  # noqa: E402
+
+from verify.bench import interleaved  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FEED_FORWARD = ["mlp", "sequential_mlp", "nest_mlp"]
+MODELS = ["mlp", "sequential_mlp", "fancy_mlp", "nest_mlp", "chimera"]
+
+
+def single_thread(model) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def convert_with_cli(artifacts: Path, out: Path) -> tuple[float, float]:
+    wall, peak = 0.0, 0.0
+    for name in MODELS:
+        w, p = run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(artifacts / name / "saved_model"),
+                    "--output", str(out / f"{name}.onnx"), "--opset", "17"])
+        wall, peak = wall + w, max(peak, p)
+    return wall, peak
+
+
+def export_speed(artifacts: Path, rounds: int, raw: Path) -> dict:
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            jobs = [("ours", lambda: run([sys.executable, "-c", "from export.cli import main; main()",
+                                          "--all", "--out", f"{tmp}/artifacts"])),
+                    ("tf2onnx", lambda: convert_with_cli(artifacts, raw))]
+            for name, job in (jobs if r % 2 == 0 else jobs[::-1]):
+                (ours if name == "ours" else theirs).append(job())
+    wall = statistics.median(w for w, _ in ours)
+    cli = statistics.median(w for w, _ in theirs)
+    return {"export_models_all_s": wall, "tf2onnx_cli_5_models_s": cli, "ratio": wall / cli,
+            "export_models_peak_rss_mib": max(p for _, p in ours), "tf2onnx_cli_peak_rss_mib": max(p for _, p in theirs)}
+
+
+def lean_graphs(artifacts: Path, raw: Path) -> dict:
+    result = {}
+    for name in FEED_FORWARD:
+        path = artifacts / name / "model.onnx"
+        graphs = {"exported": single_thread(path), "raw_tf2onnx": single_thread(raw / f"{name}.onnx"),
+                  **{k: single_thread(v) for k, v in floors_for(path).items()}}
+        for batch in (1, 64):
+            x = {"x": np.random.default_rng(batch).random((batch, 20), dtype=np.float32)}
+            want = graphs["exported"].run(None, x)[0]
+            for g in graphs.values():
+                np.testing.assert_allclose(g.run(None, x)[0], want, rtol=1e-5, atol=1e-5)
+            times = interleaved({k: (lambda s=s: s.run(None, x)) for k, s in graphs.items()}, rounds=41)
+            floor = min(times["hand_gemm"], times["hand_matmul"])
+            result[f"{name}/batch_{batch}"] = {
+                **{f"{k}_us": v * 1e6 for k, v in times.items()},
+                "exported_vs_floor": times["exported"] / floor, "raw_vs_floor": times["raw_tf2onnx"] / floor}
+    return result
+
+
+def verify_time(artifacts: Path) -> dict:
+    code = (
+        "import json, time; from models.lazy_tf import import_tensorflow; t = time.perf_counter();"
+        "import_tensorflow(); t1 = time.perf_counter(); from verify import verify_models;"
+        f"r = verify_models({MODELS!r}, {str(artifacts)!r}); t2 = time.perf_counter();"
+        "print(json.dumps({'tf_import_s': t1 - t, 'verify_all_s': t2 - t1, 'passed': bool(r),"
+        "'runtimes_ran': sorted({k for m in r.models for k, v in m.runtimes.items() if v == 'ran'})}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the export comparison")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as raw:
+        raw = Path(raw)
+        speed = export_speed(args.artifacts, args.rounds, raw)
+        lean = lean_graphs(args.artifacts, raw)
+    timing = verify_time(args.artifacts)
+    print("Lean graphs: onnxruntime CPU, 1 thread, microseconds per call (median of 41 interleaved rounds)")
+    print(f"{'model/batch':24} {'exported':>9} {'raw tf2onnx':>12} {'hand Gemm':>10} {'hand MatMul':>12} "
+          f"{'exported/floor':>15} {'raw/floor':>10}")
+    for key, row in lean.items():
+        print(f"{key:24} {row['exported_us']:9.2f} {row['raw_tf2onnx_us']:12.2f} {row['hand_gemm_us']:10.2f} "
+              f"{row['hand_matmul_us']:12.2f} {row['exported_vs_floor']:15.3f} {row['raw_vs_floor']:10.3f}")
+    print(f"\nExport: export-models --all {speed['export_models_all_s']:.1f} s (peak {speed['export_models_peak_rss_mib']:.0f} MiB) "
+          f"vs tf2onnx CLI x5 {speed['tf2onnx_cli_5_models_s']:.1f} s (peak {speed['tf2onnx_cli_peak_rss_mib']:.0f} MiB): "
+          f"ratio {speed['ratio']:.2f} (median of {args.rounds} interleaved rounds)")
+    print(f"Verify: all models on {len(timing['runtimes_ran'])} runtimes in {timing['verify_all_s']:.1f} s "
+          f"after TensorFlow's import ({timing['tf_import_s']:.1f} s); passed={timing['passed']}")
+    if args.json:
+        args.json.write_text(json.dumps({"lean_graphs": lean, "export": speed, "verify": timing}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Latency of every runtime on the exported artifacts, and the speed-up over TF eager.
+
+Timings are medians of interleaved rounds (each round times every runtime,
+in rotating order), so a burst of load on a shared machine hits all runtimes
+alike and ratios measured in one run stay meaningful.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from models import UserError, get_spec
+
+from . import layout
+from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
+
+BATCHES = (1, 64)
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int = 15,
+                budget_s: float = 0.01) -> dict[str, float]:
+    """Median over `rounds` of the mean seconds per call. Each contender is
+    called enough times per round to fill about `budget_s`."""
+    calls = {}
+    for name, fn in contenders.items():
+        fn()  # warm up: first calls build caches and kernels
+        start = time.perf_counter()
+        fn()
+        calls[name] = max(1, int(budget_s / max(time.perf_counter() - start, 1e-7)))
+    names = list(contenders)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn, n = contenders[name], calls[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+    return {n: statistics.median(s) for n, s in samples.items()}
+
+
+def benchmark(names: list[str], artifacts: Path, runtimes: list[str] | None = None,
+              batches: tuple[int, ...] = BATCHES, rounds: int = 15) -> dict[str, Any]:
+    """Latency per model x runtime x batch size, and the speed-up over TF eager.
+
+    Returns:
+        {"machine", "batches", "models": {model: {runtime: {"batch_<n>_ms": .., "speedup_<n>": ..}
+        or {"unavailable": reason}}}}
+    """
+    from models.lazy_tf import tensorflow_available
+
+    if not tensorflow_available():
+        raise UserError("--bench needs TensorFlow: the speed-up is measured against TF eager")
+    chosen = [r for r in (runtimes or list(RUNTIMES)) if r != REFERENCE]
+    result: dict[str, Any] = {"machine": _machine(), "batches": list(batches), "rounds": rounds, "models": {}}
+    for name in names:
+        spec = get_spec(name)
+        folder = Path(artifacts) / name
+        card = layout.read_card(folder, name)
+        layout.check_files(folder, name, card)
+        model = spec.build(card.get("seed", spec.seed))
+        model.load_weights(str(folder / layout.WEIGHTS))
+        subject = Subject(spec, folder, model)
+        loaded, rows = {}, {}
+        for runtime in [REFERENCE, *chosen]:
+            try:
+                loaded[runtime] = RUNTIMES[runtime](subject)
+            except (Unavailable, UserError) as e:
+                rows[runtime] = {"unavailable": str(e)}
+        rows = {r: rows.get(r, {}) for r in [REFERENCE, *chosen]}  # report order
+        for batch in batches:
+            rng = np.random.default_rng(batch)
+            feed = {t.name: rng.random((batch, *t.shape[1:]), dtype=np.float32) for t in spec.inputs}
+            times = interleaved({n: (lambda rt=rt: rt.infer(feed)) for n, rt in loaded.items()}, rounds)
+            for runtime, seconds in times.items():
+                row = rows.setdefault(runtime, {})
+                row[f"batch_{batch}_ms"] = seconds * 1e3
+                row[f"speedup_{batch}"] = times[REFERENCE] / seconds
+        result["models"][name] = rows
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """One line per model x runtime: latency at each batch size and the speed-up over TF eager."""
+    batches = result["batches"]
+    header = ["model", "runtime", *(f"b{b} ms" for b in batches), *(f"b{b} vs eager" for b in batches)]
+    rows = []
+    for model, runtimes in result["models"].items():
+        for runtime, row in runtimes.items():
+            if "unavailable" in row:
+                rows.append([model, runtime, "unavailable", *([""] * (2 * len(batches) - 1))])
+                continue
+            rows.append([model, runtime, *(f"{row[f'batch_{b}_ms']:.3f}" for b in batches),
+                         *(f"{row[f'speedup_{b}']:.1f}x" for b in batches)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([*lines, f"machine: {result['machine']}; medians of {result['rounds']} interleaved rounds"])
+
+
+def _machine() -> str:
+    import os
+
+    import onnxruntime
+
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"onnxruntime {onnxruntime.__version__}")
