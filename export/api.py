@@ -12,7 +12,7 @@ from verify import Report, layout, verify_models
 from verify.verifier import environment
 
 from .atomic import exclusive
-from .onnx_model import DEFAULT_OPSET
+from .onnx_model import DEFAULT_OPSET, check_opset
 from .writer import ExportResult, export_model, write_index
 
 
@@ -40,6 +40,7 @@ def export_models(
     """
     specs = [get_spec(n) for n in names]
     out = Path(out)
+    check_opset(opset)  # before anything is written
     env = environment()
     results = []
     with exclusive(out):

@@ -71,8 +71,12 @@ def exclusive(out: Path, wait: bool = True) -> Iterator[None]:
     Under the lock no other export is writing, so temporary folders left by a
     killed run are removed. The kernel drops the lock when a process dies.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a") as handle:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK, "a")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the artifacts folder here ({e.strerror})") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -38,6 +38,8 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
             click.echo(f"{name:16} {spec.summary}")
         return
     chosen = pick_names(names, all_)
+    if check and format_ != "artifacts":
+        raise click.UsageError("--check compares an artifacts folder; it does not take --format")
     if check:
         from models import ArtifactError
 

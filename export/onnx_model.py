@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from models import ModelSpec, UserError
-from models.lazy_tf import quiet_stderr
+from models.lazy_tf import import_tensorflow, quiet_stderr
 
 from .slim import drop_noop_reshapes, matmuls_to_gemm
 
@@ -16,9 +16,20 @@ BATCH = "batch"
 
 
 def supported_opsets() -> list[int]:
+    import_tensorflow()  # first: tf2onnx imports TensorFlow noisily otherwise
     from tf2onnx.constants import OPSET_TO_IR_VERSION
 
     return [v for v in sorted(OPSET_TO_IR_VERSION) if v >= 13]
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset tf2onnx cannot convert to, naming the ones it can."""
+    import_tensorflow()
+    import tf2onnx
+
+    if opset not in supported_opsets():
+        raise UserError(f"opset {opset} is not supported; tf2onnx {tf2onnx.__version__} "
+                        f"converts opsets {supported_opsets()[0]}..{supported_opsets()[-1]}")
 
 
 def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> Any:
@@ -35,9 +46,7 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     import onnx
     import tf2onnx
 
-    if opset not in supported_opsets():
-        raise UserError(f"opset {opset} is not supported; tf2onnx {tf2onnx.__version__} "
-                        f"converts opsets {supported_opsets()[0]}..{supported_opsets()[-1]}")
+    check_opset(opset)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     with quiet_stderr():  # grappler logs "Starting new session" from C++ on every conversion
         model, _ = tf2onnx.convert.from_function(fn, input_signature=spec.input_signature(), opset=opset)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from models import UserError
+
 from .verifier import ModelReport, Report
 
 
@@ -66,8 +68,11 @@ def table(report: Report) -> str:
 def write_json(report: Report, path: Path) -> None:
     """Write the report atomically (a reader never sees half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the report here ({e.strerror})") from None
     with os.fdopen(fd, "w") as f:
         json.dump(report.to_json(), f, indent=2, allow_nan=False)
         f.write("\n")
