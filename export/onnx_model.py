@@ -9,7 +9,7 @@ from typing import Any
 from models import ModelSpec, UserError
 from models.lazy_tf import import_tensorflow, quiet_stderr
 
-from .slim import drop_noop_reshapes, matmuls_to_gemm
+from .slim import slim
 
 DEFAULT_OPSET = 17
 BATCH = "batch"
@@ -38,7 +38,8 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     Converting the same `tf.function` the SavedModel serves keeps both
     artifacts one function. The input names come from the signature and the
     output names from the function's dict keys; tf2onnx names the dynamic
-    batch dimension `unk__N`, which we rename to "batch".
+    batch dimension `unk__N`, which we rename to "batch". The graph is then
+    slimmed (export/slim.py) and canonicalised for stable bytes.
 
     Returns:
         The `onnx.ModelProto` written.
@@ -46,13 +47,12 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     import onnx
     import tf2onnx
 
-    check_opset(opset)
+    check_opset(opset)  # imports TensorFlow first, quietly
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     with quiet_stderr():  # grappler logs "Starting new session" from C++ on every conversion
         model, _ = tf2onnx.convert.from_function(fn, input_signature=spec.input_signature(), opset=opset)
     _name_batch_dims(model, spec)
-    drop_noop_reshapes(model)
-    matmuls_to_gemm(model)
+    slim(model)
     canonicalize(model, spec.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))

@@ -52,7 +52,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; consumers need to read it
+    os.chmod(tmp, 0o777 & ~layout.umask())  # mkdtemp makes 0700; consumers need to read it
     try:
         model = spec.build()
         fn = spec.serving_function(model)
@@ -102,12 +102,6 @@ def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[s
         folder_name = write_set(folder, len(entries), spec, case.feed, eager.infer(case.feed))
         entries.append({"set": folder_name, "case": case.name, "kind": case.kind, "path": path})
     return entries
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[str, Any]) -> None:

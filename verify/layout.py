@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -32,6 +33,13 @@ ONNX = "model.onnx"
 WEIGHTS = "model.weights.h5"
 CASES = "cases.npz"
 SERVING_SIGNATURE = "serving_default"
+
+
+def umask() -> int:
+    """The process umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256(path: Path) -> str:

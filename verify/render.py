@@ -9,6 +9,7 @@ from pathlib import Path
 
 from models import UserError
 
+from .layout import umask
 from .verifier import ModelReport, Report
 
 
@@ -76,7 +77,5 @@ def write_json(report: Report, path: Path) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(report.to_json(), f, indent=2, allow_nan=False)
         f.write("\n")
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
     os.replace(tmp, path)

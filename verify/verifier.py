@@ -20,8 +20,8 @@ from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
 from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
-from .test_data import read_sets
 from .structure import Check, onnx_checks, saved_model_checks
+from .test_data import read_sets
 
 REPORT_SCHEMA = "tf-parity-report/1"
 STORED = "stored test data (TF eager outputs recorded at export)"
@@ -78,8 +78,9 @@ class ModelReport:
         lines += [f"{self.model}: no input covers '{need}' (coverage)" for need, hits in self.coverage.items() if not hits]
         return lines
 
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "passed": not self.failures(), "error": self.error, "reference": self.reference,
+    def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
+        return {"model": self.model, "passed": not self.failures(required), "error": self.error,
+                "reference": self.reference,
                 "runtimes": self.runtimes, "cases": self.cases, "coverage": self.coverage,
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
 
@@ -102,7 +103,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "passed": bool(self), "seconds": round(self.seconds, 3),
                 "environment": self.environment, "failures": self.failures(),
-                "models": [m.to_json() for m in self.models]}
+                "models": [m.to_json(self.required) for m in self.models]}
 
 
 def environment() -> dict[str, Any]:
