@@ -103,8 +103,10 @@ def find_coverage_inputs(spec: ModelSpec, model: Any, seed: int = INPUT_SEED) ->
     rng = np.random.default_rng(seed)
     width = spec.inputs[0].shape[1:]
 
+    pre_loop = tf.function(probe.pre_loop, autograph=False, reduce_retracing=True)  # ~50 calls below
+
     def norms(x: np.ndarray) -> np.ndarray:
-        h = probe.pre_loop(tf.constant(x, tf.float32))
+        h = pre_loop(tf.constant(x, tf.float32))
         return np.linalg.norm(h.numpy().reshape(len(x), -1), axis=1)
 
     @tf.function(autograph=False)  # the whole descent is one graph: eager steps would take seconds
