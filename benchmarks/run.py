@@ -5,8 +5,9 @@
 1. Lean graphs: the exported ONNX of each model against two hand-built graphs
    with the same weights (dense layers as Gemm, or as MatMul; FancyMLP's tail
    as ReduceL2/Loop/If) and against raw tf2onnx output, in onnxruntime CPU on
-   one thread, at batch 1 and 64: medians of interleaved rounds, as ratios to
-   the faster hand-built graph.
+   one thread, at batch 1 and 64. Each round times every graph; a ratio is
+   the median over rounds of that round's ratio to the faster hand-built
+   graph, so a burst of load that slows a whole round cancels out.
 2. Export speed: `export-models --all` (build, SavedModel, ONNX, verify; one
    process) against tf2onnx's own command line converting the same five
    SavedModels (one process each), wall time and peak resident memory.
@@ -31,7 +32,7 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from floors import floors_for  # noqa: E402
 
-from verify.bench import interleaved  # noqa: E402
+from verify.bench import interleaved_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["mlp", "sequential_mlp", "fancy_mlp", "nest_mlp", "chimera"]
@@ -90,11 +91,12 @@ def lean_graphs(artifacts: Path, raw: Path) -> dict:
             want = graphs["exported"].run(None, x)[0]
             for g in graphs.values():  # the same function, or the comparison means nothing
                 np.testing.assert_allclose(g.run(None, x)[0], want, rtol=1e-5, atol=1e-5)
-            times = interleaved({k: (lambda s=s: s.run(None, x)) for k, s in graphs.items()}, rounds=41)
-            floor = min(times["hand_gemm"], times["hand_matmul"])
+            samples = interleaved_samples({k: (lambda s=s: s.run(None, x)) for k, s in graphs.items()}, rounds=61)
+            floors = [min(g, m) for g, m in zip(samples["hand_gemm"], samples["hand_matmul"])]
+            ratio = lambda name: statistics.median(t / f for t, f in zip(samples[name], floors))  # noqa: E731
             result[f"{name}/batch_{batch}"] = {
-                **{f"{k}_us": v * 1e6 for k, v in times.items()},
-                "exported_vs_floor": times["exported"] / floor, "raw_vs_floor": times["raw_tf2onnx"] / floor}
+                **{f"{k}_us": statistics.median(v) * 1e6 for k, v in samples.items()},
+                "exported_vs_floor": ratio("exported"), "raw_vs_floor": ratio("raw_tf2onnx")}
     return result
 
 
@@ -120,7 +122,8 @@ def main() -> None:
         speed = export_speed(args.artifacts, args.rounds, raw)
         lean = lean_graphs(args.artifacts, raw)
     timing = verify_time(args.artifacts)
-    print("Lean graphs: onnxruntime CPU, 1 thread, microseconds per call (median of 41 interleaved rounds)")
+    print("Lean graphs: onnxruntime CPU, 1 thread, microseconds per call and ratios to the faster hand-built graph"
+          " (medians over 61 interleaved rounds)")
     print(f"{'model/batch':24} {'exported':>9} {'raw tf2onnx':>12} {'hand Gemm':>10} {'hand MatMul':>12} "
           f"{'exported/floor':>15} {'raw/floor':>10}")
     for key, row in lean.items():

@@ -23,10 +23,10 @@ from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
 BATCHES = (1, 64)
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int = 15,
-                budget_s: float = 0.01) -> dict[str, float]:
-    """Median over `rounds` of the mean seconds per call. Each contender is
-    called enough times per round to fill about `budget_s`."""
+def interleaved_samples(contenders: dict[str, Callable[[], object]], rounds: int = 15,
+                        budget_s: float = 0.01) -> dict[str, list[float]]:
+    """Per round, the mean seconds per call of every contender (in rotating order).
+    Each contender is called enough times per round to fill about `budget_s`."""
     calls = {}
     for name, fn in contenders.items():
         fn()  # warm up: first calls build caches and kernels
@@ -42,7 +42,13 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int = 15,
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - start) / n)
-    return {n: statistics.median(s) for n, s in samples.items()}
+    return samples
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int = 15,
+                budget_s: float = 0.01) -> dict[str, float]:
+    """Median over rounds of the mean seconds per call (see interleaved_samples)."""
+    return {n: statistics.median(s) for n, s in interleaved_samples(contenders, rounds, budget_s).items()}
 
 
 def benchmark(names: list[str], artifacts: Path, runtimes: list[str] | None = None,

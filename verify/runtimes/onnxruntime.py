@@ -18,8 +18,8 @@ def load(subject: Subject, provider: str, optimize: bool = True, name: str = "")
         raise Unavailable(f"{provider} is not in this onnxruntime build (has {', '.join(available)})")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    level = ort.GraphOptimizationLevel
+    options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
     path = subject.folder / ONNX
     try:
         session = ort.InferenceSession(str(path), options, providers=[provider])
