@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from models import ModelSpec
+from models import ModelSpec, UserError
 from verify import layout
 
 from .atomic import swap_in
@@ -64,8 +64,11 @@ def _write_entry(out: Path, name: str, fill: Callable[[Path], None]) -> None:
     Not inside it: a server that scans the repository would take a
     half-written `.name.tmp-*` folder for a model.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{name}.tmp-", dir=out.resolve().parent))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{name}.tmp-", dir=out.resolve().parent))
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the model repository here ({e.strerror})") from None
     try:
         fill(tmp)
         swap_in(tmp, out / name)

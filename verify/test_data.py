@@ -53,12 +53,13 @@ def write_set(folder: Path, index: int, spec: ModelSpec, feed: dict[str, np.ndar
 def read_sets(folder: Path, spec: ModelSpec, card: dict[str, Any]) -> list[StoredCase]:
     """Read every test data set the card lists, checking tensor names against the spec."""
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx import numpy_helper
 
     def load(path: Path, want: str) -> np.ndarray:
         try:
             tensor = onnx.TensorProto.FromString(path.read_bytes())
-        except (OSError, Exception) as e:  # DecodeError on a damaged file
+        except (OSError, DecodeError) as e:
             raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} is unreadable ({type(e).__name__})") from None
         if tensor.name != want:
             raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} holds {tensor.name!r}, expected {want!r}")
