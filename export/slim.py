@@ -77,6 +77,15 @@ def _users(graph: Any) -> dict[str, int]:
     return count
 
 
+def _main_graph_facts(model: Any) -> tuple[dict[str, list[Any]], dict[str, np.ndarray], set[str]]:
+    """The main graph's inferred shapes, its constants and its output names."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in [*inferred.graph.input, *inferred.graph.value_info]}
+    return shapes, _consts(model.graph), {o.name for o in model.graph.output}
+
+
 def _ranks(model: Any) -> dict[str, int]:
     """Known ranks of every tensor shape inference can type, subgraphs included;
     a Loop's outputs take the rank of the body outputs they come from."""
@@ -121,13 +130,8 @@ def _is_noop(data_dims: list[Any], target: list[int]) -> bool:
 
 def drop_noop_reshapes(model: Any) -> int:
     """Remove provably no-op Reshapes from the main graph; returns how many."""
-    import onnx
-
     graph = model.graph
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: _dims(v) for v in [*inferred.graph.input, *inferred.graph.value_info]}
-    consts = _consts(graph)
-    outputs = {o.name for o in graph.output}
+    shapes, consts, outputs = _main_graph_facts(model)
     removed = 0
     for node in list(graph.node):
         if node.op_type != "Reshape" or node.input[1] not in consts or node.output[0] in outputs:
@@ -143,14 +147,10 @@ def drop_noop_reshapes(model: Any) -> int:
 def matmuls_to_gemm(model: Any) -> int:
     """Rewrite `MatMul(a[m, k], W[k, n])` (+ `Add(_, b)`, b a constant that
     broadcasts to [m, n] one-way) as `Gemm`; returns how many."""
-    import onnx
     from onnx import helper
 
     graph = model.graph
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: _dims(v) for v in [*inferred.graph.input, *inferred.graph.value_info]}
-    consts = _consts(graph)
-    outputs = {o.name for o in graph.output}
+    shapes, consts, outputs = _main_graph_facts(model)
     rewritten = 0
     for node in list(graph.node):
         if node.op_type != "MatMul" or node.input[1] not in consts or consts[node.input[1]].ndim != 2:
