@@ -40,13 +40,6 @@ class ExportResult:
     model: Any  # the Keras model exported (the verifier reloads the folder's weights into it)
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
     """Build `spec`'s model and write its complete artifact folder under `out`."""
     start = time.perf_counter()
@@ -75,7 +68,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "test_data": test_data,
             "files": layout.hash_tree(tmp),
         }
-        write_json(tmp / layout.CARD, card)
+        layout.write_json(tmp / layout.CARD, card, sort_keys=True)
         swap_in(tmp, out / spec.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,5 +108,5 @@ def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[st
     for r in results:
         models[r.name] = {"folder": r.name, "card_sha256": layout.sha256(r.folder / layout.CARD),
                           "onnx_sha256": layout.sha256(r.folder / layout.ONNX), "opset": opset}
-    write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())),
-                      "versions": tool_versions(env)})
+    layout.write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())),
+                      "versions": tool_versions(env)}, sort_keys=True)

@@ -79,9 +79,9 @@ def test_structure_checks_recorded(report):
 
 
 def test_json_report_has_every_number(report, tmp_path):
-    from verify.render import write_json
+    from verify.render import write_report
 
-    write_json(report, tmp_path / "r.json")
+    write_report(report, tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["schema"] == "tf-parity-report/1" and data["passed"] is True
     assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime_providers"} <= set(data["environment"])

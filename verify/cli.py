@@ -45,13 +45,13 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
     from models import ParityError
 
     from .layout import REPORT
-    from .render import table, write_json
+    from .render import table, write_report
 
     click.echo(table(report))
     if artifacts is not None and artifacts.is_dir():
-        write_json(report, artifacts / REPORT)
+        write_report(report, artifacts / REPORT)
     if json_path:
-        write_json(report, json_path)
+        write_report(report, json_path)
     if not report:
         raise ParityError("\n".join(report.failures()))
 
@@ -89,14 +89,13 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: no such file")
     if bench:
-        import json
-
         from .bench import benchmark, table
+        from .layout import write_json
 
         result = benchmark(chosen, artifacts, runtimes)
         click.echo(table(result))
         if json_path:
-            json_path.write_text(json.dumps(result, indent=2) + "\n")
+            write_json(json_path, result)
         return
     from .verifier import verify_models
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from models import ArtifactError
+from models import ArtifactError, UserError
 
 SCHEMA_VERSION = 2  # 2: card.json lists the ONNX test data sets
 INDEX = "manifest.json"
@@ -40,6 +41,21 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
+    """Write JSON atomically (a reader sees the old file or the new one, never
+    half of one); a folder that cannot be written is a one-line UserError."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")  # swept by export's lock
+    except OSError as e:
+        raise UserError(f"{path}: cannot write here ({e.strerror})") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
+    os.replace(tmp, path)
 
 
 def sha256(path: Path) -> str:

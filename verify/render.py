@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
-from models import UserError
-
-from .layout import umask
-from .verifier import ModelReport, Report
+from .layout import write_json
+from .verifier import STORED, ModelReport, Report
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -58,7 +53,7 @@ def table(report: Report) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
-    stored = any(m.reference and m.reference != "tf_eager" for m in report.models)
+    stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")
     cells = f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases not counted"
@@ -66,16 +61,6 @@ def table(report: Report) -> str:
     return "\n".join([*lines, "", cells, *notes, verdict])
 
 
-def write_json(report: Report, path: Path) -> None:
-    """Write the report atomically (a reader never sees half a file)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"{path}: cannot write the report here ({e.strerror})") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(report.to_json(), f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
-    os.replace(tmp, path)
+def write_report(report: Report, path: Path) -> None:
+    """Write the report as JSON, atomically."""
+    write_json(path, report.to_json())

@@ -117,10 +117,9 @@ def environment() -> dict[str, Any]:
     with_tf = tensorflow_available()  # first: keras and tf2onnx import TensorFlow noisily otherwise
     env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
     for module in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"):
+        needs_tf = module in ("tensorflow", "keras", "tf2onnx")
         try:
-            if not with_tf and module in ("tensorflow", "keras", "tf2onnx"):
-                raise ImportError(module)
-            env[module] = importlib.import_module(module).__version__
+            env[module] = importlib.import_module(module).__version__ if with_tf or not needs_tf else "not installed"
         except ImportError:
             env[module] = "not installed"
     env["onnxruntime_providers"] = onnxruntime.get_available_providers()
