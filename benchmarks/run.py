@@ -32,7 +32,7 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from floors import floors_for  # noqa: E402
 
-from verify.bench import interleaved_samples  # noqa: E402
+from tf_parity_export.verify.bench import interleaved_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["mlp", "sequential_mlp", "fancy_mlp", "nest_mlp", "chimera"]
@@ -69,7 +69,7 @@ def export_speed(artifacts: Path, rounds: int, raw: Path) -> dict:
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            jobs = [("ours", lambda: run([sys.executable, "-c", "from export.cli import main; main()",
+            jobs = [("ours", lambda: run([sys.executable, "-c", "from tf_parity_export.export.cli import main; main()",
                                           "--all", "--out", f"{tmp}/artifacts"])),
                     ("tf2onnx", lambda: convert_with_cli(artifacts, raw))]
             for name, job in (jobs if r % 2 == 0 else jobs[::-1]):
@@ -102,8 +102,8 @@ def lean_graphs(artifacts: Path, raw: Path) -> dict:
 
 def verify_time(artifacts: Path) -> dict:
     code = (
-        "import json, time; from models.lazy_tf import import_tensorflow; t = time.perf_counter();"
-        "import_tensorflow(); t1 = time.perf_counter(); from verify import verify_models;"
+        "import json, time; from tf_parity_export.models.lazy_tf import import_tensorflow; t = time.perf_counter();"
+        "import_tensorflow(); t1 = time.perf_counter(); from tf_parity_export.verify import verify_models;"
         f"r = verify_models({MODELS!r}, {str(artifacts)!r}); t2 = time.perf_counter();"
         "print(json.dumps({'tf_import_s': t1 - t, 'verify_all_s': t2 - t1, 'passed': bool(r),"
         "'runtimes_ran': sorted({k for m in r.models for k, v in m.runtimes.items() if v == 'ran'})}))")

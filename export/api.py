@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from models import get_spec
-from verify import Report, layout, verify_models
-from verify.verifier import environment
+from tf_parity_export.models import get_spec
+from tf_parity_export.verify import Report, layout, verify_models
+from tf_parity_export.verify.verifier import environment
 
 from .atomic import exclusive
 from .onnx_model import DEFAULT_OPSET, check_opset

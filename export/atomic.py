@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from models import UserError
+from tf_parity_export.models import UserError
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2

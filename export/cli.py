@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from models import MODELS
-from verify.cli import finish, pick_names, user_errors
+from tf_parity_export.models import MODELS
+from tf_parity_export.verify.cli import finish, pick_names, user_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
     if check and format_ != "artifacts":
         raise click.UsageError("--check compares an artifacts folder; it does not take --format")
     if check:
-        from models import ArtifactError
+        from tf_parity_export.models import ArtifactError
 
         from .api import check_models
 

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from models import ModelSpec, UserError
-from models.lazy_tf import import_tensorflow, quiet_stderr
+from tf_parity_export.models import ModelSpec, UserError
+from tf_parity_export.models.lazy_tf import import_tensorflow, quiet_stderr
 
 from .slim import slim
 

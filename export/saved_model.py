@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from models.lazy_tf import import_tensorflow
-from verify.layout import SERVING_SIGNATURE
+from tf_parity_export.models.lazy_tf import import_tensorflow
+from tf_parity_export.verify.layout import SERVING_SIGNATURE
 
 
 def export_saved_model(model: Any, fn: Any, path: Path) -> None:

@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from models import ModelSpec, UserError
-from verify import layout
+from tf_parity_export.models import ModelSpec, UserError
+from tf_parity_export.verify import layout
 
 from .atomic import swap_in
 

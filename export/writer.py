@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from models import ModelSpec
-from verify import layout
-from verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
-from verify.runtimes import REFERENCE, RUNTIMES, Subject
-from verify.test_data import write_set
-from verify.verifier import tool_versions
+from tf_parity_export.models import ModelSpec
+from tf_parity_export.verify import layout
+from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
+from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
+from tf_parity_export.verify.test_data import write_set
+from tf_parity_export.verify.verifier import tool_versions
 
 from .atomic import swap_in
 from .onnx_model import export_onnx

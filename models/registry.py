@@ -30,41 +30,41 @@ X = (TensorSig("x", (None, 20)),)
 
 register(ModelSpec(
     name="mlp",
-    builder="models.mlp:build_mlp",
+    builder="tf_parity_export.models.mlp:build_mlp",
     summary="subclassed Model: Flatten, Dense(256, relu), Dense(10)",
     inputs=X,
     outputs=(TensorSig("logits", (None, 10)),),
 ))
 register(ModelSpec(
     name="sequential_mlp",
-    builder="models.mlp:build_sequential_mlp",
+    builder="tf_parity_export.models.mlp:build_sequential_mlp",
     summary="the same network as a Sequential",
     inputs=X,
     outputs=(TensorSig("logits", (None, 10)),),
 ))
 register(ModelSpec(
     name="fancy_mlp",
-    builder="models.fancy_mlp:build_fancy_mlp",
+    builder="tf_parity_export.models.fancy_mlp:build_fancy_mlp",
     summary="constant weight, data-dependent while loop and if (scalar output)",
     inputs=X,
     outputs=(TensorSig("total", ()),),
     control_flow=("Loop", "If"),
-    probe="models.fancy_mlp:probe_fancy_mlp",
+    probe="tf_parity_export.models.fancy_mlp:probe_fancy_mlp",
 ))
 register(ModelSpec(
     name="nest_mlp",
-    builder="models.nest_mlp:build_nest_mlp",
+    builder="tf_parity_export.models.nest_mlp:build_nest_mlp",
     summary="a Sequential nested in a Model: Dense(64), Dense(32), then Dense(16)",
     inputs=X,
     outputs=(TensorSig("features", (None, 16)),),
 ))
 register(ModelSpec(
     name="chimera",
-    builder="models.chimera:build_chimera",
+    builder="tf_parity_export.models.chimera:build_chimera",
     summary="Sequential([NestMLP, Dense(20), FancyMLP]) (scalar output)",
     inputs=X,
     outputs=(TensorSig("total", ()),),
     control_flow=("Loop", "If"),
-    probe="models.chimera:probe_chimera",
+    probe="tf_parity_export.models.chimera:probe_chimera",
     seed=10,  # see build_chimera: with seed 0 the zero-iteration case is unreachable
 ))

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from models import MODELS
+from tf_parity_export.models import MODELS
 
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every registered model exported once (real TensorFlow and tf2onnx)."""
-    from export import export_models
+    from tf_parity_export.export import export_models
 
     out = tmp_path_factory.mktemp("artifacts")
     export_models(list(MODELS), out, verify=False)
@@ -22,7 +22,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def report(artifacts: Path):
     """The verifier's report on those artifacts, on every runtime."""
-    from verify import verify_models
+    from tf_parity_export.verify import verify_models
 
     return verify_models(list(MODELS), artifacts)
 

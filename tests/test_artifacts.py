@@ -15,14 +15,14 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from export.atomic import exchange, is_temporary, swap_in
-from export.cli import main as export_main
-from verify.cli import main as verify_main
-from models import MODELS
-from verify import layout, verify_models
+from tf_parity_export.export.atomic import exchange, is_temporary, swap_in
+from tf_parity_export.export.cli import main as export_main
+from tf_parity_export.verify.cli import main as verify_main
+from tf_parity_export.models import MODELS
+from tf_parity_export.verify import layout, verify_models
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORT = [sys.executable, "-c", "from export.cli import main; main()"]
+EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import main; main()"]
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -38,7 +38,7 @@ def test_fresh_process_exporting_alone_gives_identical_bytes(artifacts, tmp_path
 
 
 def test_same_process_twice_gives_identical_bytes(artifacts, tmp_path):
-    from export import export_models
+    from tf_parity_export.export import export_models
 
     export_models(["mlp", "chimera"], tmp_path, verify=False)  # this process already exported all five
     assert tree(tmp_path / "chimera") == tree(artifacts / "chimera")
@@ -190,7 +190,7 @@ def test_check_passes_when_current_and_lists_what_differs(artifacts, tmp_path):
 
 def test_committed_artifacts_are_current():
     """The artifacts/ folder in the repository is exactly what this code exports (CI's --check)."""
-    from export.api import check_models
+    from tf_parity_export.export.api import check_models
 
     assert (ROOT / "artifacts" / layout.INDEX).is_file(), "artifacts/ must be committed"
     assert check_models(list(MODELS), ROOT / "artifacts") == []

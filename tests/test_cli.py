@@ -9,13 +9,13 @@ import sys
 import numpy as np
 from click.testing import CliRunner
 
-from export.cli import main as export_main
-from models import MODELS
-from verify.cli import main as verify_main
+from tf_parity_export.export.cli import main as export_main
+from tf_parity_export.models import MODELS
+from tf_parity_export.verify.cli import main as verify_main
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from export.cli import main; from verify.cli import main as v;"
+    code = ("import sys; from tf_parity_export.export.cli import main; from tf_parity_export.verify.cli import main as v;"
             "print('tensorflow' in sys.modules, 'tf2onnx' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False False\n"
 

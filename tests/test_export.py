@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from models import MODELS, UserError, get_spec
-from verify import layout
-from verify.inputs import random_cases
+from tf_parity_export.models import MODELS, UserError, get_spec
+from tf_parity_export.verify import layout
+from tf_parity_export.verify.inputs import random_cases
 
 IDS = list(MODELS)
 
@@ -69,7 +69,7 @@ def test_artifacts_load_without_this_package(artifacts, name):
     """What the README shows: plain tf.saved_model.load and onnxruntime.InferenceSession."""
     import onnxruntime as ort
 
-    from models.lazy_tf import import_tensorflow
+    from tf_parity_export.models.lazy_tf import import_tensorflow
 
     tf = import_tensorflow()
     spec = get_spec(name)
@@ -95,7 +95,7 @@ def test_saved_model_cli_shows_named_signature(artifacts):
 
 
 def test_bad_opset_is_a_user_error(tmp_path):
-    from export import export_models
+    from tf_parity_export.export import export_models
 
     with pytest.raises(UserError, match="opset 99 is not supported"):
         export_models(["mlp"], tmp_path, opset=99, verify=False)
@@ -103,7 +103,7 @@ def test_bad_opset_is_a_user_error(tmp_path):
 
 
 def test_other_opset_exports_and_verifies(tmp_path):
-    from export import export_models
+    from tf_parity_export.export import export_models
 
     _, report = export_models(["fancy_mlp"], tmp_path, opset=13)
     assert report, report.failures()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import MODELS, UnknownModelError, get_spec, register
-from verify.inputs import random_cases
+from tf_parity_export.models import MODELS, UnknownModelError, get_spec, register
+from tf_parity_export.verify.inputs import random_cases
 
 SPECS = list(MODELS.values())
 IDS = list(MODELS)

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from export.slim import _is_noop, drop_noop_reshapes, fold_constant_conditions, matmuls_to_gemm, slim
-from verify import layout
-from verify.cli import main as verify_main
+from tf_parity_export.export.slim import _is_noop, drop_noop_reshapes, fold_constant_conditions, matmuls_to_gemm, slim
+from tf_parity_export.verify import layout
+from tf_parity_export.verify.cli import main as verify_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from floors import floors_for  # noqa: E402

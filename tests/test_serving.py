@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
 
-from export.serving import write_tfserving, write_triton
+from tf_parity_export.export.serving import write_tfserving, write_triton
 from tritonclient.grpc import model_config_pb2
 
-from models import MODELS, get_spec
-from verify.inputs import random_cases
+from tf_parity_export.models import MODELS, get_spec
+from tf_parity_export.verify.inputs import random_cases
 
 IDS = list(MODELS)
 
@@ -62,7 +62,7 @@ def test_repository_onnx_runs(artifacts, triton_repo, name):
 
 
 def test_tfserving_layout(artifacts, tmp_path):
-    from models.lazy_tf import import_tensorflow
+    from tf_parity_export.models.lazy_tf import import_tensorflow
 
     tf = import_tensorflow()
     write_tfserving(get_spec("fancy_mlp"), artifacts / "fancy_mlp", tmp_path / "serving")
@@ -75,7 +75,7 @@ def test_tfserving_layout(artifacts, tmp_path):
 def test_cli_format_triton(tmp_path):
     from click.testing import CliRunner
 
-    from export.cli import main
+    from tf_parity_export.export.cli import main
 
     result = CliRunner().invoke(main, ["mlp", "--format", "triton", "--out", str(tmp_path / "repo")])
     assert result.exit_code == 0, result.output

@@ -15,8 +15,8 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from models import MODELS, get_spec
-from verify import layout, verify_models
+from tf_parity_export.models import MODELS, get_spec
+from tf_parity_export.verify import layout, verify_models
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = list(MODELS)
@@ -137,7 +137,7 @@ def test_node_runtime_ran_or_says_why(report):
 
 @pytest.mark.skipif(not node_ready(), reason="node or onnxruntime-node is not installed here")
 def test_node_runtime_catches_a_planted_mismatch(copy_of):
-    from export.onnx_model import export_onnx
+    from tf_parity_export.export.onnx_model import export_onnx
 
     root = copy_of("nest_mlp")
     spec = get_spec("nest_mlp")

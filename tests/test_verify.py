@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from models import MODELS, InputError, get_spec
-from verify import layout, verify_models
-from verify.compare import compare_output
+from tf_parity_export.models import MODELS, InputError, get_spec
+from tf_parity_export.verify import layout, verify_models
+from tf_parity_export.verify.compare import compare_output
 
 IDS = list(MODELS)
 CPU_RUNTIMES = ["tf_eager", "tf_function", "saved_model", "ort_cpu", "ort_cpu_noopt", "onnx_reference"]
@@ -79,7 +79,7 @@ def test_structure_checks_recorded(report):
 
 
 def test_json_report_has_every_number(report, tmp_path):
-    from verify.render import write_report
+    from tf_parity_export.verify.render import write_report
 
     write_report(report, tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
@@ -97,7 +97,7 @@ def _rehash(folder):
 
 def test_planted_mismatch_is_caught_and_named(copy_of):
     """An ONNX written from the model with one weight changed must fail on every ONNX runtime."""
-    from export.onnx_model import export_onnx
+    from tf_parity_export.export.onnx_model import export_onnx
 
     root = copy_of("mlp")
     spec = get_spec("mlp")

@@ -1,4 +1,4 @@
-"""`python -m verify` is `verify-models`."""
+"""`python -m tf_parity_export.verify` is `verify-models`."""
 
 from .cli import main
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models import UserError, get_spec
+from tf_parity_export.models import UserError, get_spec
 
 from . import layout
 from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
@@ -59,7 +59,7 @@ def benchmark(names: list[str], artifacts: Path, runtimes: list[str] | None = No
         {"machine", "batches", "models": {model: {runtime: {"batch_<n>_ms": .., "speedup_<n>": ..}
         or {"unavailable": reason}}}}
     """
-    from models.lazy_tf import tensorflow_available
+    from tf_parity_export.models.lazy_tf import tensorflow_available
 
     if not tensorflow_available():
         raise UserError("--bench needs TensorFlow: the speed-up is measured against TF eager")

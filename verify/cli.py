@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from models import MODELS, UserError
+from tf_parity_export.models import MODELS, UserError
 
 from .runtimes import RUNTIMES
 
@@ -42,7 +42,7 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
 def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
     """Print the table, write the JSON reports (also into `artifacts`, when
     given), and raise once if anything failed."""
-    from models import ParityError
+    from tf_parity_export.models import ParityError
 
     from .layout import REPORT
     from .render import table, write_report

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models import InputError, ModelSpec
+from tf_parity_export.models import InputError, ModelSpec
 
 BATCH_SIZES = (1, 2, 7)
 INPUT_SEED = 1234
@@ -94,7 +94,7 @@ def find_coverage_inputs(spec: ModelSpec, model: Any, seed: int = INPUT_SEED) ->
     random input. A target outside that range is left out, and the verifier
     then reports the coverage it misses.
     """
-    from models.lazy_tf import import_tensorflow
+    from tf_parity_export.models.lazy_tf import import_tensorflow
 
     tf = import_tensorflow()
     probe = spec.make_probe(model)

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from models import ArtifactError, UserError
+from tf_parity_export.models import ArtifactError, UserError
 
 SCHEMA_VERSION = 2  # 2: card.json lists the ONNX test data sets
 INDEX = "manifest.json"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import ArtifactError, ModelSpec
+from tf_parity_export.models import ArtifactError, ModelSpec
 
 from .layout import ONNX
 

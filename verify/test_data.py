@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models import ArtifactError, ModelSpec
+from tf_parity_export.models import ArtifactError, ModelSpec
 
 from .inputs import Case
 

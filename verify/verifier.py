@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models import ArtifactError, InputError, ModelSpec, UserError, get_spec
+from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError, get_spec
 
 from . import layout
 from .compare import OutputComparison, compare_output
@@ -112,7 +112,7 @@ def environment() -> dict[str, Any]:
 
     import onnxruntime
 
-    from models.lazy_tf import tensorflow_available
+    from tf_parity_export.models.lazy_tf import tensorflow_available
 
     with_tf = tensorflow_available()  # first: keras and tf2onnx import TensorFlow noisily otherwise
     env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
@@ -281,7 +281,7 @@ def verify_models(
     """
     from .inputs import load_npz
 
-    from models.lazy_tf import tensorflow_available
+    from tf_parity_export.models.lazy_tf import tensorflow_available
 
     start = time.perf_counter()
     specs = [get_spec(n) for n in names]

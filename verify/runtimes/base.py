@@ -8,7 +8,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from models import ModelSpec
+from tf_parity_export.models import ModelSpec
 
 
 class Runtime(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models import ArtifactError
+from tf_parity_export.models import ArtifactError
 
 from ..layout import ONNX
 from .base import Subject, Unavailable

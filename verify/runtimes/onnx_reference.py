@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import ArtifactError
+from tf_parity_export.models import ArtifactError
 
 from ..layout import ONNX
 from .base import FnRuntime, Subject, to_numpy

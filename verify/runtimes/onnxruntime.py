@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from models import ArtifactError
+from tf_parity_export.models import ArtifactError
 
 from ..layout import ONNX
 from .base import FnRuntime, Subject, Unavailable

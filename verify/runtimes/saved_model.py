@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models import ArtifactError
-from models.lazy_tf import import_tensorflow
+from tf_parity_export.models import ArtifactError
+from tf_parity_export.models.lazy_tf import import_tensorflow
 
 from ..layout import SAVED_MODEL, SERVING_SIGNATURE
 from .base import FnRuntime, Subject, require_model, to_numpy
