@@ -29,6 +29,7 @@ from tf_parity_export.verify.verifier import tool_versions
 from .atomic import swap_in
 from .onnx_model import export_onnx
 from .saved_model import export_saved_model
+from .tflite import export_tflite
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         fn = spec.serving_function(model)
         model.save_weights(str(tmp / layout.WEIGHTS))
         export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
+        export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE)
         export_onnx(fn, spec, tmp / layout.ONNX, opset)
         cases = find_coverage_inputs(spec, model)
         if cases:
@@ -74,7 +76,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     dest = out / spec.name
-    sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
+    sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size, layout.TFLITE: (dest / layout.TFLITE).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
     return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model)
 

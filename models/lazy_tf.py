@@ -55,6 +55,10 @@ def import_tensorflow() -> ModuleType:
     with quiet_stderr():
         import tensorflow as tf  # noqa: PLC0415 (lazy on purpose)
     tf.get_logger().setLevel(logging.ERROR)
+    # The reference must be float32. TensorFlow enables TF32 by default, which on
+    # NVIDIA GPUs since Ampere rounds matrix-product inputs to 10 mantissa bits:
+    # a GPU-visible reference would then drift like the runtimes it judges.
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="keras")
     warnings.filterwarnings("ignore", module="tensorflow")

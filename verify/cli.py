@@ -39,7 +39,7 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
     return list(MODELS) if all_ else list(dict.fromkeys(names))
 
 
-def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
+def finish(report: Any, json_path: Path | None, artifacts: Path | None, tolerances: bool = False) -> None:
     """Print the table, write the JSON reports (also into `artifacts`, when
     given), and raise once if anything failed."""
     from tf_parity_export.models import ParityError
@@ -47,7 +47,7 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
     from .layout import REPORT
     from .render import table, write_report
 
-    click.echo(table(report))
+    click.echo(table(report, tolerances))
     if artifacts is not None and artifacts.is_dir():
         write_report(report, artifacts / REPORT)
     if json_path:
@@ -67,11 +67,17 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
               help="An .npz (keys = input names) to verify on instead of the built-in cases.")
 @click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
               "A runtime named here that is unavailable fails the run.")
+@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...",
+              help="Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
+              "ort_cuda_tf32), held to the model's tolerance or to ATOL. Without it a reduced mode is measured, "
+              "not failed.")
+@click.option("--tolerances", is_flag=True,
+              help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
               "and print the speed-up over TF eager (with --json, also write it there).")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
-         inputs: Path | None, providers: str | None, bench: bool) -> None:
+         inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
@@ -86,6 +92,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         if unknown:
             raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
                                      param_hint="--providers")
+    require = parse_require(require_) if require_ else None
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: no such file")
     if bench:
@@ -99,4 +106,24 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         return
     from .verifier import verify_models
 
-    finish(verify_models(chosen, artifacts, runtimes, inputs), json_path, artifacts)
+    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require), json_path, artifacts, tolerances)
+
+
+def parse_require(text: str) -> dict[str, float | None]:
+    """"openvino_default:0.2,ort_cuda_tf32" -> {"openvino_default": 0.2, "ort_cuda_tf32": None}."""
+    require: dict[str, float | None] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, _, atol = item.partition(":")
+        if name not in RUNTIME_NAMES:
+            raise click.BadParameter(f"unknown runtime {name!r}; choose from {RUNTIME_NAMES}", param_hint="--require")
+        try:
+            value = float(atol) if atol else None
+        except ValueError:
+            value = -1.0
+        if value is not None and not (value > 0 and value < float("inf")):
+            raise click.BadParameter(f"{item!r}: ATOL must be a positive number, e.g. {name}:0.01",
+                                     param_hint="--require")
+        require[name] = value
+    if not require:
+        raise click.BadParameter("names no runtime; e.g. --require openvino_default:0.2", param_hint="--require")
+    return require

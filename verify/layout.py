@@ -9,6 +9,7 @@ contract lives beside its reader (verify must not import export).
                                   tool versions, sha256 of every file below
     <root>/<model>/saved_model/   SavedModel, signature "serving_default"
     <root>/<model>/model.onnx     ONNX
+    <root>/<model>/model.tflite   LiteRT (TFLite), converted from the SavedModel
     <root>/<model>/model.weights.h5   Keras weights: rebuilds the TF eager reference
     <root>/<model>/cases.npz      the control-flow coverage inputs found at export
     <root>/<model>/test_data_set_N/   ONNX test data: input_i.pb, output_i.pb (TF eager's outputs)
@@ -25,12 +26,13 @@ from typing import Any, Iterator
 
 from tf_parity_export.models import ArtifactError, UserError
 
-SCHEMA_VERSION = 2  # 2: card.json lists the ONNX test data sets
+SCHEMA_VERSION = 3  # 2: card.json lists the ONNX test data sets; 3: and model.tflite
 INDEX = "manifest.json"
 REPORT = "report.json"
 CARD = "card.json"
 SAVED_MODEL = "saved_model"
 ONNX = "model.onnx"
+TFLITE = "model.tflite"
 WEIGHTS = "model.weights.h5"
 CASES = "cases.npz"
 SERVING_SIGNATURE = "serving_default"
@@ -101,7 +103,7 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
             raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); re-export with `export-models {name}`")
         if sha256(path) != expected:
             raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); re-export with `export-models {name}`")
-    for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
+    for required in (ONNX, TFLITE, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
         if required not in card["files"]:
             raise ArtifactError(f"{name}: card.json does not list {required}; re-export with `export-models {name}`")
 

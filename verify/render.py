@@ -21,15 +21,25 @@ def _cell(m: ModelReport, runtime: str) -> str:
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
         text = "ERROR"
-    else:
-        text = ("ok " if all(r.status == "passed" for r in counted) else "FAIL ") + f"{worst:.1e}"
+    elif all(r.status == "passed" for r in counted):
+        text = f"ok {worst:.1e}"
+    elif any(r.status == "failed" for r in counted):
+        text = f"FAIL {worst:.1e}"
+    else:  # reduced precision outside the tolerance: measured, marked with what it computes in
+        text = f"~{m.precision[runtime]['computes_in']} {worst:.1e}"
     boundary = len(results) - len(counted)
     return text + (f" +{boundary}b" if boundary else "")
 
 
-def table(report: Report) -> str:
-    """Models x runtimes: the worst max-abs error over all cases, and the status."""
-    runtimes = list(dict.fromkeys(rt for m in report.models for rt in m.runtimes))
+def table(report: Report, tolerances: bool = False) -> str:
+    """Models x runtimes: the worst max-abs error over all cases, and the status.
+
+    Runtimes unavailable for every model get no column, only a note saying why.
+    With `tolerances`, a second table gives each runtime's tightest passing tolerance.
+    """
+    runtimes = [rt for rt in dict.fromkeys(rt for m in report.models for rt in m.runtimes)
+                if any(not m.runtimes.get(rt, "unavailable").startswith("unavailable") for m in report.models)]
+    unavailable = [rt for rt in dict.fromkeys(rt for m in report.models for rt in m.runtimes) if rt not in runtimes]
     header = ["model", "cases", *runtimes]
     rows = []
     for m in report.models:
@@ -41,9 +51,10 @@ def table(report: Report) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = []
-    for rt in runtimes:
+    for rt in [*runtimes, *unavailable]:
         reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
         notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
+    notes += _reduced_notes(report)
     for m in report.models:
         if m.coverage:
             got = ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in m.coverage.items())
@@ -58,7 +69,43 @@ def table(report: Report) -> str:
                  if stored else "tf_eager")
     cells = f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases not counted"
     verdict = f"{'PASSED' if report else 'FAILED'} in {report.seconds:.1f} s"
-    return "\n".join([*lines, "", cells, *notes, verdict])
+    extra = ["", tolerance_table(report)] if tolerances else []
+    return "\n".join([*lines, "", cells, *notes, *extra, verdict])
+
+
+def _reduced_notes(report: Report) -> list[str]:
+    """One line per reduced-precision runtime that ran: what it computes in and its worst error."""
+    notes = []
+    for rt in dict.fromkeys(rt for m in report.models for rt in m.precision):
+        found = [(m.model, m.precision[rt]) for m in report.models if rt in m.precision and not m.precision[rt]["exact"]]
+        if not found:
+            continue
+        measured = [(model, p) for model, p in found if p["max_abs"] is not None]
+        model, worst = max(measured, key=lambda mp: mp[1]["max_abs"], default=(None, None))
+        computes = "/".join(sorted({p["computes_in"] for _, p in found}))
+        head = f"{rt}: reduced precision (mode {found[0][1]['mode']}, computes in {computes} here)"
+        if rt in report.required:
+            notes.append(f"{head}: required, held to atol={found[0][1]['atol']:g}")
+        elif worst is not None:
+            notes.append(f"{head}: measured, not failed; worst {worst['max_abs']:.2g} ({model}, case "
+                         f"{worst['worst_case']}); hold it to a tolerance with --require {rt}:ATOL")
+    return notes
+
+
+def tolerance_table(report: Report) -> str:
+    """Per model and runtime that ran: its mode, and the tightest atol (whatever the rtol) and
+    rtol (whatever the atol) it would pass: evidence to choose tolerances from."""
+    header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance"]
+    rows = []
+    for m in report.models:
+        for rt, p in m.precision.items():
+            fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731
+            rows.append([m.model, rt, p["mode"], p["computes_in"], fmt(p["tightest_atol"]), fmt(p["tightest_rtol"]),
+                         "yes" if p["within_tolerance"] else "no"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def write_report(report: Report, path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tf_parity_export.models import ArtifactError, ModelSpec
 
-from .layout import ONNX
+from .layout import ONNX, SERVING_SIGNATURE
 
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
@@ -79,4 +79,32 @@ def saved_model_checks(spec: ModelSpec, signature: Any) -> list[Check]:
     return [
         Check("saved_model_inputs", got_in == want_in, f"expected {want_in}, found {got_in}"),
         Check("saved_model_outputs", got_out == want_out, f"expected {want_out}, found {got_out}"),
+    ]
+
+
+# The ONNX control-flow op each TFLite op stands for (the converter keeps tf.while_loop/tf.cond as WHILE/IF).
+TFLITE_CONTROL_FLOW = {"Loop": "WHILE", "If": "IF"}
+
+
+def tflite_checks(spec: ModelSpec, signatures: dict[str, Any], ops: set[str]) -> list[Check]:
+    """`model.tflite` serves "serving_default" with the spec's input and output names, and keeps
+    the model's control flow as WHILE/IF ops (not unrolled).
+
+    Args:
+        signatures: LiteRT's `get_signature_list()`: {key: {"inputs": [...], "outputs": [...]}}.
+        ops: the op names in the model's graphs.
+    """
+    sig = signatures.get(SERVING_SIGNATURE)
+    want_in = sorted(t.name for t in spec.inputs)
+    want_out = sorted(t.name for t in spec.outputs)
+    want_ops = [TFLITE_CONTROL_FLOW.get(op, op) for op in spec.control_flow]
+    missing = [op for op in want_ops if op not in ops]
+    if sig is None:
+        return [Check("tflite_signature", False, f"no {SERVING_SIGNATURE!r} signature (has {sorted(signatures)})")]
+    got_in, got_out = sorted(sig["inputs"]), sorted(sig["outputs"])
+    return [
+        Check("tflite_inputs", got_in == want_in, f"expected {want_in}, found {got_in}"),
+        Check("tflite_outputs", got_out == want_out, f"expected {want_out}, found {got_out}"),
+        Check("tflite_control_flow", not missing,
+              f"missing {missing}" if missing else f"has {want_ops or 'no control flow (none expected)'}"),
     ]

@@ -19,8 +19,8 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
-from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
-from .structure import Check, onnx_checks, saved_model_checks
+from .runtimes import EXACT, REFERENCE, RUNTIMES, Subject, Unavailable, mode
+from .structure import Check, onnx_checks
 from .test_data import read_sets
 
 REPORT_SCHEMA = "tf-parity-report/1"
@@ -36,7 +36,8 @@ REQUIRED_PATHS = {
 
 @dataclass
 class CaseResult:
-    """One case through one runtime. `status`: passed, failed, boundary or error."""
+    """One case through one runtime. `status`: passed, failed, boundary, error, or measured
+    (a reduced-precision runtime outside the tolerance, not required: reported, not failed)."""
 
     runtime: str
     case: str
@@ -58,6 +59,7 @@ class ModelReport:
     results: list[CaseResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     coverage: dict[str, list[str]] = field(default_factory=dict)
+    precision: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> mode and worst error
     error: str = ""
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
@@ -81,7 +83,7 @@ class ModelReport:
     def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
         return {"model": self.model, "passed": not self.failures(required), "error": self.error,
                 "reference": self.reference,
-                "runtimes": self.runtimes, "cases": self.cases, "coverage": self.coverage,
+                "runtimes": self.runtimes, "precision": self.precision, "cases": self.cases, "coverage": self.coverage,
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
 
 
@@ -146,8 +148,14 @@ def stored_cases(folder: Path) -> list[Case]:
 
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
-                 with_tf: bool = True, prebuilt: Any = None) -> ModelReport:
+                 with_tf: bool = True, prebuilt: Any = None, required: dict[str, float | None] | None = None,
+                 ) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
+
+    Exact (fp32) runtimes are held to the model's tolerance. A reduced-precision
+    runtime is measured: outside the tolerance its cases are "measured", not
+    "failed", unless it is in `required` (name -> an atol to hold it to instead
+    of the model's, or None for the model's own).
 
     With TensorFlow, the reference is TF eager on the model rebuilt from the
     folder's weights, and the stored test data must match it. Without
@@ -199,6 +207,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
     else:
         expected = {s.case.name: s.expected for s in stored}
+    required = required or {}
     for name in runtimes:
         try:
             runtime = RUNTIMES[name](subject)
@@ -209,11 +218,50 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             report.runtimes[name] = f"error: {e}"
             continue
         report.runtimes[name] = "ran"
-        if hasattr(runtime, "signature"):
-            report.checks += saved_model_checks(spec, runtime.signature)
-        for case in cases:
-            report.results.append(_run_case(spec, runtime, case, expected[case.name], case.name in boundary))
+        report.checks += getattr(runtime, "checks", [])
+        atol = required.get(name) or spec.atol
+        measured_only = mode(name) != EXACT and name not in required
+        results = [_run_case(spec, runtime, case, expected[case.name], case.name in boundary, atol) for case in cases]
+        for r in results:
+            if measured_only and r.status == "failed":
+                r.status = "measured"
+        report.results += results
+        report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
     return report
+
+
+def precision_summary(name: str, computes_in: str, results: list[CaseResult], atol: float,
+                      rtol: float) -> dict[str, Any]:
+    """A runtime's numeric mode, its worst error over the counted cases (where it occurred),
+    and the tightest tolerance it would pass.
+
+    The rule fails an element only if it exceeds both atol and rtol * |ref|, so
+    the largest absolute error is the tightest atol that passes whatever the
+    rtol, and the largest relative error the tightest rtol whatever the atol
+    (as Polygraphy reports "required atol/rtol"). None where an output could
+    not be compared at all (an error, a wrong shape or a NaN).
+    """
+    numeric_mode = mode(name)
+    counted = [(r.case, o) for r in results if r.status not in ("boundary", "error") for o in r.outputs]
+    comparable = counted and all(r.status != "error" for r in results) and all(np.isfinite(o.max_abs) for _, o in counted)
+    worst_case, worst = max(counted, key=lambda co: co[1].max_abs) if comparable else (None, None)
+    max_rel = max(o.max_rel for _, o in counted) if comparable else None
+    max_rel = max_rel if max_rel is not None and np.isfinite(max_rel) else None  # inf: a zero reference moved
+    return {
+        "mode": numeric_mode,
+        "exact": numeric_mode == EXACT,
+        "computes_in": computes_in or (numeric_mode if numeric_mode != "auto" else "unknown"),
+        "atol": atol,
+        "rtol": rtol,
+        "within_tolerance": all(r.status in ("passed", "boundary") for r in results),
+        "max_abs": worst.max_abs if worst is not None else None,
+        "max_rel": max_rel,
+        "worst_case": worst_case,
+        "worst_output": worst.output if worst is not None else None,
+        "worst_index": worst.worst_index if worst is not None else None,
+        "tightest_atol": worst.max_abs if worst is not None else None,
+        "tightest_rtol": max_rel,
+    }
 
 
 def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebuilt: Any = None) -> Any:
@@ -243,12 +291,13 @@ def _stored_outputs_check(spec: ModelSpec, stored: list[Any], reference: Any, ex
     return Check("test_data_outputs", not bad, detail)
 
 
-def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool) -> CaseResult:
+def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool,
+              atol: float) -> CaseResult:
     try:
         got = runtime.infer(case.feed)
     except Exception as e:  # a runtime failing on valid input is a finding, not a crash
         return CaseResult(runtime.name, case.name, "error", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), spec.atol, spec.rtol) for t in spec.outputs]
+    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), atol, spec.rtol) for t in spec.outputs]
     status = "boundary" if boundary else ("passed" if all(outputs) else "failed")
     return CaseResult(runtime.name, case.name, status, outputs)
 
@@ -259,6 +308,7 @@ def verify_models(
     runtimes: list[str] | None = None,
     inputs: Path | None = None,
     models: dict[str, Any] | None = None,
+    require: dict[str, float | None] | None = None,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -272,6 +322,10 @@ def verify_models(
             built-in cases.
         models: already-built Keras models by name (the exporter's), into
             which the folder's weights are loaded instead of rebuilding them.
+        require: runtimes that must run and agree even if their numeric mode
+            is reduced (bf16, tf32, fp16, auto), each with an atol to hold it
+            to, or None for the model's tolerance. Runtimes named in
+            `runtimes` are required too, at the model's tolerance.
 
     Without TensorFlow (an environment with only onnxruntime and onnx), the
     stored test data sets are replayed on the ONNX runtimes instead.
@@ -285,11 +339,13 @@ def verify_models(
 
     start = time.perf_counter()
     specs = [get_spec(n) for n in names]
-    chosen = list(RUNTIMES) if runtimes is None else runtimes
+    require = dict(require or {})
+    chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
+    chosen += [r for r in require if r not in chosen]
+    required = {**{r: None for r in (runtimes or [])}, **require}
     user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
-    reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf, prebuilt.get(s.name))
-               for s in specs]
-    required = set() if runtimes is None else set(runtimes)
-    return Report(reports, required, time.perf_counter() - start, environment())
+    reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf, prebuilt.get(s.name),
+                            required) for s in specs]
+    return Report(reports, set(required), time.perf_counter() - start, environment())

@@ -1,10 +1,13 @@
-"""Every runtime the verifier knows, in report order. The first is the reference."""
+"""Every runtime the verifier knows, in report order, and its numeric mode. The first is the reference."""
 
 from __future__ import annotations
 
-from . import node, onnx_reference, saved_model, tf_eager, tf_function
-from .base import Loader, Runtime, Subject, Unavailable
+from . import litert, node, onnx_reference, saved_model, tf_eager, tf_function
+from .base import EXACT, REDUCED, Loader, Runtime, Subject, Unavailable
 from .onnxruntime import LOADERS as ORT_LOADERS
+from .onnxruntime import MODES as ORT_MODES
+from .openvino import LOADERS as OPENVINO_LOADERS
+from .openvino import MODES as OPENVINO_MODES
 
 REFERENCE = "tf_eager"
 
@@ -15,6 +18,18 @@ RUNTIMES: dict[str, Loader] = {
     **ORT_LOADERS,
     "onnx_reference": onnx_reference.load,
     "ort_node": node.load,
+    "litert": litert.load,
+    **OPENVINO_LOADERS,
 }
 
-__all__ = ["REFERENCE", "RUNTIMES", "Runtime", "Subject", "Unavailable"]
+# Runtimes that do not compute in float32 by default; every other one is exact ("fp32").
+MODES: dict[str, str] = {**ORT_MODES, **OPENVINO_MODES}
+assert set(MODES) <= set(RUNTIMES) and set(MODES.values()) <= set(REDUCED)
+
+
+def mode(name: str) -> str:
+    """The numeric mode of a runtime: "fp32" (exact) or a reduced one ("bf16", "tf32", "fp16", "auto")."""
+    return MODES.get(name, EXACT)
+
+
+__all__ = ["EXACT", "MODES", "REDUCED", "REFERENCE", "RUNTIMES", "Runtime", "Subject", "Unavailable", "mode"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -17,6 +17,14 @@ class Runtime(Protocol):
     name: str
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+# Numeric modes. "fp32" is exact: held to the model's tolerance. The others
+# are reduced (bfloat16, TF32 matrix products, float16, or whatever the device
+# picks): measured and reported with the tightest tolerance they would pass,
+# failing the run only when the user requires the runtime.
+EXACT = "fp32"
+REDUCED = ("bf16", "tf32", "fp16", "auto")
 
 
 class Unavailable(Exception):
@@ -38,10 +46,17 @@ Loader = Callable[[Subject], Runtime]
 
 @dataclass
 class FnRuntime:
-    """A runtime made of a name and an `infer` callable."""
+    """A runtime made of a name and an `infer` callable.
+
+    `checks` are structure checks the loader made on what it loaded (the
+    verifier adds them to the report); `precision` says what the device
+    actually computes in, where the runtime's mode leaves it to the device.
+    """
 
     name: str
     fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    checks: list[Any] = field(default_factory=list)
+    precision: str = ""
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.fn(feed)

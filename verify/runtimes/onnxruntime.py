@@ -1,19 +1,39 @@
-"""onnxruntime, one runtime per execution provider (and CPU without graph optimizations)."""
+"""onnxruntime, one runtime per execution provider and numeric mode (and CPU without graph optimizations).
+
+GPU providers do not compute in float32 by default: the CUDA provider's
+`use_tf32` defaults to on (TF32 rounds matrix-product inputs to 10 mantissa
+bits on Ampere and newer), and TensorRT is commonly run in fp16. So each
+gets two runtimes: the exact one (`ort_cuda`: `use_tf32=0`; `ort_tensorrt`:
+`trt_fp16_enable=False`) and the fast one, measured as reduced precision.
+TensorRT hands the nodes it cannot build to CUDA, with TF32 off.
+"""
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from tf_parity_export.models import ArtifactError
 
 from ..layout import ONNX
 from .base import FnRuntime, Subject, Unavailable
 
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+CUDA_FP32 = (CUDA, {"use_tf32": "0"})
+CUDA_TF32 = (CUDA, {"use_tf32": "1"})
+TENSORRT_FP32 = (TENSORRT, {"trt_fp16_enable": "False"})
+TENSORRT_FP16 = (TENSORRT, {"trt_fp16_enable": "True"})
 
-def load(subject: Subject, provider: str, optimize: bool = True, name: str = "") -> FnRuntime:
+
+def load(subject: Subject, providers: list[tuple[str, dict[str, str]]], optimize: bool = True,
+         name: str = "") -> FnRuntime:
+    """An InferenceSession on `providers` (name, provider options), the first of which must run the graph."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
+    provider = providers[0][0]
     if provider not in available:
         raise Unavailable(f"{provider} is not in this onnxruntime build (has {', '.join(available)})")
     options = ort.SessionOptions()
@@ -22,7 +42,8 @@ def load(subject: Subject, provider: str, optimize: bool = True, name: str = "")
     options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
     path = subject.folder / ONNX
     try:
-        session = ort.InferenceSession(str(path), options, providers=[provider])
+        session = ort.InferenceSession(str(path), options, providers=[p for p, _ in providers],
+                                       provider_options=[o for _, o in providers])
     except Exception as e:  # onnxruntime raises its own untyped errors for bad files
         first = str(e).strip().splitlines()[0]
         raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime ({first})") from None
@@ -32,9 +53,16 @@ def load(subject: Subject, provider: str, optimize: bool = True, name: str = "")
     return FnRuntime(name, lambda feed: dict(zip(outputs, session.run(outputs, feed), strict=True)))
 
 
-LOADERS = {
-    "ort_cpu": partial(load, provider="CPUExecutionProvider", name="ort_cpu"),
-    "ort_cpu_noopt": partial(load, provider="CPUExecutionProvider", optimize=False, name="ort_cpu_noopt"),
-    "ort_cuda": partial(load, provider="CUDAExecutionProvider", name="ort_cuda"),
-    "ort_tensorrt": partial(load, provider="TensorrtExecutionProvider", name="ort_tensorrt"),
-}
+def _entry(name: str, *providers: tuple[str, dict[str, str]], optimize: bool = True) -> tuple[str, Any]:
+    return name, partial(load, providers=list(providers), optimize=optimize, name=name)
+
+
+LOADERS = dict([
+    _entry("ort_cpu", (CPU, {})),
+    _entry("ort_cpu_noopt", (CPU, {}), optimize=False),
+    _entry("ort_cuda", CUDA_FP32),
+    _entry("ort_cuda_tf32", CUDA_TF32),
+    _entry("ort_tensorrt", TENSORRT_FP32, CUDA_FP32),
+    _entry("ort_tensorrt_fp16", TENSORRT_FP16, CUDA_FP32),
+])
+MODES = {"ort_cuda_tf32": "tf32", "ort_tensorrt_fp16": "fp16"}

@@ -6,6 +6,7 @@ from tf_parity_export.models import ArtifactError
 from tf_parity_export.models.lazy_tf import import_tensorflow
 
 from ..layout import SAVED_MODEL, SERVING_SIGNATURE
+from ..structure import saved_model_checks
 from .base import FnRuntime, Subject, require_model, to_numpy
 
 
@@ -23,6 +24,4 @@ def load(subject: Subject) -> FnRuntime:
     def infer(feed):
         return to_numpy(signature(**{k: tf.constant(v) for k, v in feed.items()}))
 
-    runtime = FnRuntime("saved_model", infer)
-    runtime.signature = signature  # kept for the structure check
-    return runtime
+    return FnRuntime("saved_model", infer, saved_model_checks(subject.spec, signature))

@@ -1,0 +1,59 @@
+"""OpenVINO on the CPU, reading `model.onnx`: once in float32, once with the device's defaults.
+
+On a CPU with AVX512_BF16 or AMX, OpenVINO's `INFERENCE_PRECISION_HINT`
+defaults to bf16: the default is fast and visibly inexact (0.17 absolute on
+chimera here). `openvino` asks for f32 and is held to the model's tolerance;
+`openvino_default` keeps whatever the device picks and is measured.
+"""
+
+from __future__ import annotations
+
+import functools
+from functools import partial
+
+import numpy as np
+
+from tf_parity_export.models import ArtifactError
+
+from ..layout import ONNX
+from .base import FnRuntime, Subject, Unavailable
+
+INSTALL = "pip install 'tf-parity-export[openvino]'"
+DEVICE = "CPU"
+
+
+@functools.cache
+def _core():  # one Core per process: creating it scans for devices and plugins
+    import openvino
+
+    return openvino.Core()
+
+
+def load(subject: Subject, name: str, hint: str | None) -> FnRuntime:
+    """Compile `model.onnx` for the CPU; `hint` is the inference precision to ask for (None: the device's default)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise Unavailable(f"openvino is not installed ({INSTALL})") from None
+    config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
+    try:
+        compiled = _core().compile_model(str(subject.folder / ONNX), DEVICE, config)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be compiled by OpenVINO ({first})") from None
+    chosen = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16", "f16"
+    request = compiled.create_infer_request()
+    outputs = [(o.get_any_name(), o) for o in compiled.outputs]
+
+    def infer(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = request.infer(feed)
+        return {n: np.array(result[o]) for n, o in outputs}  # copy: the request reuses its buffers
+
+    return FnRuntime(name, infer, precision=chosen)
+
+
+LOADERS = {
+    "openvino": partial(load, name="openvino", hint="f32"),
+    "openvino_default": partial(load, name="openvino_default", hint=None),
+}
+MODES = {"openvino_default": "auto"}
