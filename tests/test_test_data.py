@@ -65,11 +65,12 @@ def test_stored_outputs_are_checked_against_eager(report):
 
 @pytest.fixture(scope="session")
 def tf_free_python(tmp_path_factory) -> Path:
-    """A second virtual environment with onnxruntime, onnx, numpy and click, and no TensorFlow."""
+    """A second virtual environment with onnxruntime, onnx, numpy, click and LiteRT, and no TensorFlow."""
     venv = tmp_path_factory.mktemp("tf-free") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click"], check=True)
+    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
+                    "ai-edge-litert"], check=True)
     subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
     return venv / "bin"
 
@@ -90,7 +91,7 @@ def test_tf_free_environment_replays_the_stored_test_data(tf_free_python, artifa
         assert [c["name"] for c in m["cases"]] == [e["case"] for e in card["test_data"]]
         for runtime in ("tf_eager", "tf_function", "saved_model"):
             assert m["runtimes"][runtime].startswith("unavailable: TensorFlow is not installed")
-        for runtime in ("ort_cpu", "ort_cpu_noopt", "onnx_reference"):
+        for runtime in ("ort_cpu", "ort_cpu_noopt", "onnx_reference", "litert"):
             assert m["runtimes"][runtime] == "ran"
             replayed = [r for r in m["results"] if r["runtime"] == runtime]
             assert len(replayed) == len(card["test_data"]) and all(r["status"] == "passed" for r in replayed)

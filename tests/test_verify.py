@@ -12,7 +12,7 @@ from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.compare import compare_output
 
 IDS = list(MODELS)
-CPU_RUNTIMES = ["tf_eager", "tf_function", "saved_model", "ort_cpu", "ort_cpu_noopt", "onnx_reference"]
+CPU_RUNTIMES = ["tf_eager", "tf_function", "saved_model", "ort_cpu", "ort_cpu_noopt", "onnx_reference", "litert", "openvino"]
 
 
 def test_fresh_artifacts_pass(report):

@@ -20,6 +20,8 @@ from .base import FnRuntime, Subject, Unavailable
 
 INSTALL = "pip install 'tf-parity-export[openvino]'"
 DEVICE = "CPU"
+# OpenVINO's element type names, in the report's words
+_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
 @functools.cache
@@ -42,6 +44,7 @@ def load(subject: Subject, name: str, hint: str | None) -> FnRuntime:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be compiled by OpenVINO ({first})") from None
     chosen = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16", "f16"
+    chosen = _PRECISIONS.get(chosen, chosen)
     request = compiled.create_infer_request()
     outputs = [(o.get_any_name(), o) for o in compiled.outputs]
 
