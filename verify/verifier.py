@@ -19,7 +19,7 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
-from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
+from .runtimes import REFERENCE, RUNTIMES, RunScope, Subject, Unavailable
 from .structure import Check, onnx_checks, saved_model_checks
 from .test_data import read_sets
 
@@ -146,14 +146,18 @@ def stored_cases(folder: Path) -> list[Case]:
 
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
-                 with_tf: bool = True, prebuilt: Any = None) -> ModelReport:
+                 with_tf: bool = True, prebuilt: Any = None, scope: RunScope | None = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
     With TensorFlow, the reference is TF eager on the model rebuilt from the
     folder's weights, and the stored test data must match it. Without
     TensorFlow, the stored test data sets are replayed: their outputs, TF
-    eager's at export time, are the reference.
+    eager's at export time, are the reference. Services the runtimes share
+    (the browser) come from `scope`; without one they are stopped on return.
     """
+    if scope is None:
+        with RunScope() as own:
+            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, own)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.read_card(folder, spec.name)
@@ -192,7 +196,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
 
-    subject = Subject(spec, folder, model)
+    subject = Subject(spec, folder, model, scope)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
         expected = {case.name: reference.infer(case.feed) for case in cases}
@@ -289,7 +293,8 @@ def verify_models(
     user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
-    reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf, prebuilt.get(s.name))
-               for s in specs]
+    with RunScope() as scope:  # one browser for every model; stopped here, also on Ctrl-C
+        reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
+                                prebuilt.get(s.name), scope) for s in specs]
     required = set() if runtimes is None else set(runtimes)
     return Report(reports, required, time.perf_counter() - start, environment())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import node, onnx_reference, saved_model, tf_eager, tf_function
-from .base import Loader, Runtime, Subject, Unavailable
+from . import node, onnx_reference, saved_model, tf_eager, tf_function, web
+from .base import Loader, RunScope, Runtime, Subject, Unavailable
 from .onnxruntime import LOADERS as ORT_LOADERS
 
 REFERENCE = "tf_eager"
@@ -15,6 +15,7 @@ RUNTIMES: dict[str, Loader] = {
     **ORT_LOADERS,
     "onnx_reference": onnx_reference.load,
     "ort_node": node.load,
+    "ort_web": web.load,
 }
 
-__all__ = ["REFERENCE", "RUNTIMES", "Runtime", "Subject", "Unavailable"]
+__all__ = ["REFERENCE", "RUNTIMES", "RunScope", "Runtime", "Subject", "Unavailable"]
