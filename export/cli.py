@@ -19,7 +19,7 @@ from tf_parity_export.verify.cli import finish, pick_names, user_errors
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (13..18).")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the verification report as JSON here.")
+              help="Also write the verification report as JSON here (and as a page beside it, .html).")
 @click.option("--format", "format_", type=click.Choice(["artifacts", "triton", "tfserving"]), default="artifacts",
               show_default=True, help="artifacts: the verified artifact folder; triton / tfserving: a model "
               "repository for that server, built from verified artifacts.")
