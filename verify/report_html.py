@@ -73,7 +73,7 @@ def render_html(report_json: dict[str, Any]) -> str:
     reference = next((m.get("reference") for m in models if m.get("reference")), "tf_eager")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><link rel='icon' href='data:,'>",
         f"<title>tf-parity-export: verification report ({'passed' if passed else 'FAILED'})</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>tf-parity-export: do all runtimes compute the same function?</h1>",

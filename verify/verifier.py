@@ -296,5 +296,6 @@ def verify_models(
     with RunScope() as scope:  # one browser for every model; stopped here, also on Ctrl-C
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
                                 prebuilt.get(s.name), scope) for s in specs]
+        services = scope.environment()  # e.g. the browser's version
     required = set() if runtimes is None else set(runtimes)
-    return Report(reports, required, time.perf_counter() - start, environment())
+    return Report(reports, required, time.perf_counter() - start, {**environment(), **services})

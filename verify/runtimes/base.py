@@ -61,6 +61,15 @@ class RunScope:
             raise found
         return found
 
+    def environment(self) -> dict[str, Any]:
+        """What the started services report about themselves (versions), for the report."""
+        env: dict[str, Any] = {}
+        for service in self._services.values():
+            describe = getattr(service, "environment", None)
+            if callable(describe):
+                env.update(describe())
+        return env
+
     def close(self) -> None:
         """Stop every service started in this scope."""
         self._services.clear()

@@ -164,7 +164,10 @@ class Browser:
             self.server.add("/ort_runner.js", PAGE_DIR / "ort_runner.js")
             for file in [ORT_DIST / ORT_SCRIPT, *sorted(ORT_DIST.glob(ORT_WASM_GLOB))]:
                 self.server.add(f"/ort/{file.name}", file)
-            self.playwright = sync_playwright().start()
+            try:
+                self.playwright = sync_playwright().start()
+            except Error as e:  # e.g. called where Playwright's sync API already runs an event loop
+                raise Unavailable(f"Playwright could not start: {_first_line(e)}") from None
             try:
                 self.browser = self.playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
             except Error as e:
@@ -177,6 +180,11 @@ class Browser:
         except BaseException:
             self.close()
             raise
+
+    def environment(self) -> dict[str, str]:
+        """Versions for the report's environment."""
+        return {"onnxruntime_web": str(self.version),
+                "chromium": f"{self.browser.version if self.browser else '?'} ({find_chromium()}, headless)"}
 
     def call(self, fn: str, *args: Any) -> Any:
         """`await ortRunner.<fn>(...args)` in the page; a failure raises PageError with the browser's message."""
