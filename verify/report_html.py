@@ -44,8 +44,8 @@ h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse} td,th{padding:4px 8px}
 table.matrix th{font-weight:600;font-size:12px;text-align:center;vertical-align:bottom}
 table.matrix th.model{text-align:left;font-size:14px;white-space:nowrap;padding-right:14px}
-table.matrix td.cell{min-width:112px;height:46px;white-space:nowrap;text-align:center;border:2px solid #fff;font-size:12px;line-height:1.25}
-td.cell b{font-size:13px} .tag{display:inline-block;font-size:10px;padding:0 4px;border-radius:3px;background:rgba(255,255,255,.75);color:#222;margin-left:2px}
+table.matrix td.cell{min-width:96px;height:46px;white-space:nowrap;padding:2px 5px;text-align:center;border:2px solid #fff;font-size:12px;line-height:1.25}
+td.cell b{font-size:13px} td.cell .small{font-size:11px} .tag{display:inline-block;font-size:10px;padding:0 4px;border-radius:3px;background:rgba(255,255,255,.75);color:#222;margin-left:2px}
 td.unavailable{background:repeating-linear-gradient(45deg,#eceef1,#eceef1 6px,#f7f8fa 6px,#f7f8fa 12px)!important;color:#7a828c;outline:1px dashed #b8bec6;outline-offset:-3px}
 td.error{background:#2b0b0e!important;color:#ffb4ab}
 td.reduced{background-image:repeating-linear-gradient(135deg,rgba(255,255,255,.45) 0 5px,transparent 5px 10px)}
