@@ -40,12 +40,13 @@ def copy_of(artifacts: Path, tmp_path: Path):
     return make
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def chromium(report):
     """A headless Chromium driven by Playwright, for tests that look at pages.
 
     Depends on `report` so the verifier's own browser (ort_web) has run and
-    stopped first: Playwright's sync API cannot run twice at once in one thread.
+    stopped first, and lives for one test only: Playwright's sync API cannot
+    run twice at once in one thread.
     Skips with a one-line reason where there is no Chromium or Playwright.
     """
     from tf_parity_export.verify.runtimes import web

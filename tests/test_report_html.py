@@ -185,3 +185,28 @@ def test_demo_page_output_equals_the_stored_output(artifacts, demo_site, chromiu
     page.close()
     assert not errors
     assert count_colours(shot) > 20
+
+
+def test_export_cli_writes_the_demo_and_refuses_bad_destinations(tmp_path, monkeypatch):
+    from tf_parity_export.export.cli import main
+    from tf_parity_export.verify.runtimes import web
+
+    site = tmp_path / "site"
+    result = CliRunner().invoke(main, ["mlp", "--out", str(tmp_path / "art"), "--demo", str(site)])
+    assert result.exit_code == 0, result.output
+    assert f"demo page: {site / 'index.html'} (serve it: python -m http.server -d {site}" in result.output
+    assert result.output.rstrip().splitlines()[-1].startswith("PASSED")
+    demo = json.loads((site / "demo.json").read_text())
+    assert list(demo["models"]) == ["mlp"] and len(demo["models"]["mlp"]["sets"]) == 3
+    assert (tmp_path / "art" / "report.html").is_file()
+
+    assert CliRunner().invoke(main, ["mlp", "--check", "--demo", str(site)]).exit_code == 2
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(main, ["mlp", "--out", str(tmp_path / "art2"), "--demo", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "is a file" in result.output  # click's own check on the option
+    assert not (tmp_path / "art2").exists()  # refused before anything was exported
+    monkeypatch.setattr(web, "ORT_DIST", tmp_path / "nowhere")
+    result = CliRunner().invoke(main, ["mlp", "--out", str(tmp_path / "art2"), "--demo", str(tmp_path / "s2")])
+    assert result.exit_code == 1 and result.output.startswith("error: --demo needs onnxruntime-web, which is not "
+                                                              "installed in ")
+    assert result.output.count("\n") == 1 and not (tmp_path / "art2").exists()

@@ -47,11 +47,11 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
     from .layout import REPORT
     from .render import table, write_report
 
+    click.echo(table(report))
     if artifacts is not None and artifacts.is_dir():
-        click.echo(f"report: {write_report(report, artifacts / REPORT)} (and {REPORT} beside it)", err=True)
+        write_report(report, artifacts / REPORT)
     if json_path:
         write_report(report, json_path)
-    click.echo(table(report))  # last, so the verdict is the last line
     if not report:
         raise ParityError("\n".join(report.failures()))
 
