@@ -29,7 +29,6 @@ from tf_parity_export.models import ArtifactError, UserError
 SCHEMA_VERSION = 2  # 2: card.json lists the ONNX test data sets
 INDEX = "manifest.json"
 REPORT = "report.json"
-REPORT_PAGE = "report.html"
 CARD = "card.json"
 SAVED_MODEL = "saved_model"
 ONNX = "model.onnx"
