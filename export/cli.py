@@ -19,15 +19,18 @@ from tf_parity_export.verify.cli import finish, pick_names, user_errors
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (13..18).")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the verification report as JSON here.")
+              help="Also write the verification report as JSON here (and as a page beside it, .html).")
 @click.option("--format", "format_", type=click.Choice(["artifacts", "triton", "tfserving"]), default="artifacts",
               show_default=True, help="artifacts: the verified artifact folder; triton / tfserving: a model "
               "repository for that server, built from verified artifacts.")
 @click.option("--check", is_flag=True,
               help="Export to a temporary folder and compare with OUT; exit 1 listing what differs.")
+@click.option("--demo", "demo", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a static demo page into this folder: the models run in the visitor's browser "
+              "(onnxruntime-web) next to TF's stored outputs. Serve it with: python -m http.server -d DEMO")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
-         no_verify: bool, json_path: Path | None, format_: str, check: bool) -> None:
+         no_verify: bool, json_path: Path | None, format_: str, check: bool, demo: Path | None) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
@@ -40,6 +43,12 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
     chosen = pick_names(names, all_)
     if check and format_ != "artifacts":
         raise click.UsageError("--check compares an artifacts folder; it does not take --format")
+    if demo is not None and (check or format_ != "artifacts"):
+        raise click.UsageError("--demo is written from an artifacts folder; it does not take --check or --format")
+    if demo is not None:
+        from .demo import check_demo_dest
+
+        check_demo_dest(demo)  # before anything is exported
     if check:
         from tf_parity_export.models import ArtifactError
 
@@ -58,6 +67,12 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .api import export_models
 
         _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress)
+        if demo is not None:
+            from .demo import SERVE, write_demo
+
+            page = write_demo(chosen, out, demo)
+            click.echo(f"demo page: {page} (serve it: {SERVE.format(dest=demo)}, then open the address it prints)",
+                       err=True)
     else:
         from .api import export_layout
 

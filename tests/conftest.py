@@ -38,3 +38,52 @@ def copy_of(artifacts: Path, tmp_path: Path):
         return dest
 
     return make
+
+
+@pytest.fixture
+def chromium(report):
+    """A headless Chromium driven by Playwright, for tests that look at pages.
+
+    Depends on `report` so the verifier's own browser (ort_web) has run and
+    stopped first, and lives for one test only: Playwright's sync API cannot
+    run twice at once in one thread.
+    Skips with a one-line reason where there is no Chromium or Playwright.
+    """
+    from tf_parity_export.verify.runtimes import web
+
+    reason = web.missing()
+    if reason:
+        pytest.skip(f"no browser here: {reason}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=web.find_chromium(), args=web.CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def count_colours(chromium):
+    """How many distinct colours a PNG screenshot has (decoded by Chromium itself, into a canvas)."""
+    return lambda png: _count_colours(chromium, png)
+
+
+def _count_colours(browser, png: bytes) -> int:
+    import base64
+
+    page = browser.new_page()
+    try:
+        return page.evaluate("""async (b64) => {
+            const img = new Image();
+            img.src = 'data:image/png;base64,' + b64;
+            await img.decode();
+            const canvas = new OffscreenCanvas(img.width, img.height);
+            const ctx = canvas.getContext('2d');
+            ctx.drawImage(img, 0, 0);
+            const px = new Uint32Array(ctx.getImageData(0, 0, img.width, img.height).data.buffer);
+            return new Set(px).size;
+        }""", base64.b64encode(png).decode())
+    finally:
+        page.close()

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from tf_parity_export.models import MODELS, get_spec
 from tf_parity_export.verify import layout, verify_models
+from tf_parity_export.verify.runtimes import web
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = list(MODELS)
@@ -65,12 +66,13 @@ def test_stored_outputs_are_checked_against_eager(report):
 
 @pytest.fixture(scope="session")
 def tf_free_python(tmp_path_factory) -> Path:
-    """A second virtual environment with onnxruntime, onnx, numpy, click and LiteRT, and no TensorFlow."""
+    """A second virtual environment with onnxruntime, onnx, numpy, click, LiteRT and playwright (for ort_web),
+    and no TensorFlow."""
     venv = tmp_path_factory.mktemp("tf-free") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
-                    "ai-edge-litert"], check=True)
+                    "ai-edge-litert", "playwright"], check=True)
     subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
     return venv / "bin"
 
@@ -83,6 +85,7 @@ def test_tf_free_environment_replays_the_stored_test_data(tf_free_python, artifa
                              "--json", str(tmp_path / "r.json")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TensorFlow is not installed: replaying them" in result.stdout
+    assert (tmp_path / "r.html").is_file()
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["environment"]["tensorflow"] == "not installed"
     for m in report["models"]:
@@ -91,7 +94,9 @@ def test_tf_free_environment_replays_the_stored_test_data(tf_free_python, artifa
         assert [c["name"] for c in m["cases"]] == [e["case"] for e in card["test_data"]]
         for runtime in ("tf_eager", "tf_function", "saved_model"):
             assert m["runtimes"][runtime].startswith("unavailable: TensorFlow is not installed")
-        for runtime in ("ort_cpu", "ort_cpu_noopt", "onnx_reference", "litert"):
+        browser = web.missing() is None
+        assert browser or m["runtimes"]["ort_web"] == f"unavailable: {web.missing()}"
+        for runtime in ("ort_cpu", "ort_cpu_noopt", "onnx_reference", "litert", *(["ort_web"] if browser else [])):
             assert m["runtimes"][runtime] == "ran"
             replayed = [r for r in m["results"] if r["runtime"] == runtime]
             assert len(replayed) == len(card["test_data"]) and all(r["status"] == "passed" for r in replayed)

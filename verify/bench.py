@@ -18,7 +18,7 @@ import numpy as np
 from tf_parity_export.models import UserError, get_spec
 
 from . import layout
-from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
+from .runtimes import REFERENCE, RUNTIMES, RunScope, Subject, Unavailable
 
 BATCHES = (1, 64)
 
@@ -65,31 +65,38 @@ def benchmark(names: list[str], artifacts: Path, runtimes: list[str] | None = No
         raise UserError("--bench needs TensorFlow: the speed-up is measured against TF eager")
     chosen = [r for r in (runtimes or list(RUNTIMES)) if r != REFERENCE]
     result: dict[str, Any] = {"machine": _machine(), "batches": list(batches), "rounds": rounds, "models": {}}
-    for name in names:
-        spec = get_spec(name)
-        folder = Path(artifacts) / name
-        card = layout.read_card(folder, name)
-        layout.check_files(folder, name, card)
-        model = spec.build(card.get("seed", spec.seed))
-        model.load_weights(str(folder / layout.WEIGHTS))
-        subject = Subject(spec, folder, model)
-        loaded, rows = {}, {}
-        for runtime in [REFERENCE, *chosen]:
-            try:
-                loaded[runtime] = RUNTIMES[runtime](subject)
-            except (Unavailable, UserError) as e:
-                rows[runtime] = {"unavailable": str(e)}
-        rows = {r: rows.get(r, {}) for r in [REFERENCE, *chosen]}  # report order
-        for batch in batches:
-            rng = np.random.default_rng(batch)
-            feed = {t.name: rng.random((batch, *t.shape[1:]), dtype=np.float32) for t in spec.inputs}
-            times = interleaved({n: (lambda rt=rt: rt.infer(feed)) for n, rt in loaded.items()}, rounds)
-            for runtime, seconds in times.items():
-                row = rows.setdefault(runtime, {})
-                row[f"batch_{batch}_ms"] = seconds * 1e3
-                row[f"speedup_{batch}"] = times[REFERENCE] / seconds
-        result["models"][name] = rows
+    with RunScope() as scope:
+        for name in names:
+            result["models"][name] = _bench_model(name, artifacts, chosen, batches, rounds, scope)
     return result
+
+
+def _bench_model(name: str, artifacts: Path, chosen: list[str], batches: tuple[int, ...], rounds: int,
+                 scope: RunScope) -> dict[str, Any]:
+    """One model's row of the benchmark, its runtimes loaded in the run's `scope`."""
+    spec = get_spec(name)
+    folder = Path(artifacts) / name
+    card = layout.read_card(folder, name)
+    layout.check_files(folder, name, card)
+    model = spec.build(card.get("seed", spec.seed))
+    model.load_weights(str(folder / layout.WEIGHTS))
+    subject = Subject(spec, folder, model, scope)
+    loaded, rows = {}, {}
+    for runtime in [REFERENCE, *chosen]:
+        try:
+            loaded[runtime] = RUNTIMES[runtime](subject)
+        except (Unavailable, UserError) as e:
+            rows[runtime] = {"unavailable": str(e)}
+    rows = {r: rows.get(r, {}) for r in [REFERENCE, *chosen]}  # report order
+    for batch in batches:
+        rng = np.random.default_rng(batch)
+        feed = {t.name: rng.random((batch, *t.shape[1:]), dtype=np.float32) for t in spec.inputs}
+        times = interleaved({n: (lambda rt=rt: rt.infer(feed)) for n, rt in loaded.items()}, rounds)
+        for runtime, seconds in times.items():
+            row = rows.setdefault(runtime, {})
+            row[f"batch_{batch}_ms"] = seconds * 1e3
+            row[f"speedup_{batch}"] = times[REFERENCE] / seconds
+    return rows
 
 
 def table(result: dict[str, Any]) -> str:

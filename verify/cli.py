@@ -40,8 +40,8 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
 
 
 def finish(report: Any, json_path: Path | None, artifacts: Path | None, tolerances: bool = False) -> None:
-    """Print the table, write the JSON reports (also into `artifacts`, when
-    given), and raise once if anything failed."""
+    """Print the table, write the reports (JSON and, beside it, the same data
+    as a page; also into `artifacts`, when given), and raise once if anything failed."""
     from tf_parity_export.models import ParityError
 
     from .layout import REPORT
@@ -62,7 +62,7 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, toleranc
 @click.option("--artifacts", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder written by export-models.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report as JSON here.")
+              help="Also write the report as JSON here (and as a page beside it, .html).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
               help="An .npz (keys = input names) to verify on instead of the built-in cases.")
 @click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "

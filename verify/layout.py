@@ -5,6 +5,7 @@ contract lives beside its reader (verify must not import export).
 
     <root>/manifest.json          index: models, versions, opset
     <root>/report.json            the last verification report
+    <root>/report.html            the same report as a page (verify/report_html.py)
     <root>/<model>/card.json      signature, opset, tolerances, parameters,
                                   tool versions, sha256 of every file below
     <root>/<model>/saved_model/   SavedModel, signature "serving_default"
@@ -48,6 +49,11 @@ def umask() -> int:
 def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
     """Write JSON atomically (a reader sees the old file or the new one, never
     half of one); a folder that cannot be written is a one-line UserError."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically; a folder that cannot be written is a one-line UserError."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +61,7 @@ def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
     except OSError as e:
         raise UserError(f"{path}: cannot write here ({e.strerror})") from None
     with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
+        f.write(text)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
     os.replace(tmp, path)
 

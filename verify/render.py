@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import write_json
+from .layout import write_json, write_text
 from .verifier import STORED, ModelReport, Report
 
 
@@ -108,6 +108,19 @@ def tolerance_table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: Report, path: Path) -> None:
-    """Write the report as JSON, atomically."""
-    write_json(path, report.to_json())
+def write_report(report: Report, path: Path) -> Path:
+    """Write the report as JSON, and beside it the same data as a page
+    (`report.json` -> `report.html`), atomically. Returns the page's path."""
+    from .report_html import render_html
+
+    data = report.to_json()
+    write_json(path, data)
+    page = page_path(path)
+    write_text(page, render_html(data))
+    return page
+
+
+def page_path(json_path: Path) -> Path:
+    """Where the page for a JSON report goes: the same name with .html."""
+    json_path = Path(json_path)
+    return json_path.with_suffix(".html") if json_path.suffix != ".html" else json_path.with_name(json_path.name + ".html")

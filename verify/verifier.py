@@ -19,7 +19,7 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
-from .runtimes import EXACT, REFERENCE, RUNTIMES, Subject, Unavailable, mode
+from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, mode
 from .structure import Check, onnx_checks
 from .test_data import read_sets
 
@@ -149,7 +149,7 @@ def stored_cases(folder: Path) -> list[Case]:
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
                  with_tf: bool = True, prebuilt: Any = None, required: dict[str, float | None] | None = None,
-                 ) -> ModelReport:
+                 scope: RunScope | None = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
     Exact (fp32) runtimes are held to the model's tolerance. A reduced-precision
@@ -160,8 +160,12 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     With TensorFlow, the reference is TF eager on the model rebuilt from the
     folder's weights, and the stored test data must match it. Without
     TensorFlow, the stored test data sets are replayed: their outputs, TF
-    eager's at export time, are the reference.
+    eager's at export time, are the reference. Services the runtimes share
+    (the browser) come from `scope`; without one they are stopped on return.
     """
+    if scope is None:
+        with RunScope() as own:
+            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, own)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.read_card(folder, spec.name)
@@ -200,7 +204,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
 
-    subject = Subject(spec, folder, model)
+    subject = Subject(spec, folder, model, scope)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
         expected = {case.name: reference.infer(case.feed) for case in cases}
@@ -346,6 +350,8 @@ def verify_models(
     user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
-    reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf, prebuilt.get(s.name),
-                            required) for s in specs]
-    return Report(reports, set(required), time.perf_counter() - start, environment())
+    with RunScope() as scope:  # one browser for every model; stopped here, also on Ctrl-C
+        reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
+                                prebuilt.get(s.name), required, scope) for s in specs]
+        services = scope.environment()  # e.g. the browser's version
+    return Report(reports, set(required), time.perf_counter() - start, {**environment(), **services})

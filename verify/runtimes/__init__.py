@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import litert, node, onnx_reference, saved_model, tf_eager, tf_function
-from .base import EXACT, REDUCED, Loader, Runtime, Subject, Unavailable
+from . import litert, node, onnx_reference, saved_model, tf_eager, tf_function, web
+from .base import EXACT, REDUCED, Loader, RunScope, Runtime, Subject, Unavailable
 from .onnxruntime import LOADERS as ORT_LOADERS
 from .onnxruntime import MODES as ORT_MODES
 from .openvino import LOADERS as OPENVINO_LOADERS
@@ -18,6 +18,7 @@ RUNTIMES: dict[str, Loader] = {
     **ORT_LOADERS,
     "onnx_reference": onnx_reference.load,
     "ort_node": node.load,
+    "ort_web": web.load,
     "litert": litert.load,
     **OPENVINO_LOADERS,
 }
@@ -32,4 +33,5 @@ def mode(name: str) -> str:
     return MODES.get(name, EXACT)
 
 
-__all__ = ["EXACT", "MODES", "REDUCED", "REFERENCE", "RUNTIMES", "Runtime", "Subject", "Unavailable", "mode"]
+__all__ = ["EXACT", "MODES", "REDUCED", "REFERENCE", "RUNTIMES", "RunScope", "Runtime", "Subject", "Unavailable",
+           "mode"]

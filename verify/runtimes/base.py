@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,14 +32,74 @@ class Unavailable(Exception):
     """The runtime cannot run on this machine; the message says why."""
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closable)
+
+
+class RunScope:
+    """What the runtimes of one run share, and stop when the run ends.
+
+    A loader that needs a costly service for every model of a run (a browser
+    and its server) takes it from here with `shared(key, start)`: started on
+    first use, the same object for every later model, closed by `close()`
+    (newest first), also when the run ends with an exception or Ctrl-C. A
+    service that failed to start fails the same way for every later model
+    without being retried.
+    """
+
+    def __init__(self) -> None:
+        self._services: dict[str, Any] = {}
+        self._stack = contextlib.ExitStack()
+
+    def shared(self, key: str, start: Callable[[], S]) -> S:
+        """The service under `key`, started with `start()` on first use."""
+        if key not in self._services:
+            try:
+                service = start()
+            except Exception as e:  # remembered: a browser that did not start will not start for the next model
+                self._services[key] = e
+                raise
+            self._services[key] = service
+            self._stack.callback(service.close)
+        found = self._services[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def environment(self) -> dict[str, Any]:
+        """What the started services report about themselves (versions), for the report."""
+        env: dict[str, Any] = {}
+        for service in self._services.values():
+            describe = getattr(service, "environment", None)
+            if callable(describe):
+                env.update(describe())
+        return env
+
+    def close(self) -> None:
+        """Stop every service started in this scope."""
+        self._services.clear()
+        self._stack.close()
+
+    def __enter__(self) -> "RunScope":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
 class Subject:
-    """What a runtime loader gets: the spec, the artifact folder and the
-    reference Keras model rebuilt from the folder's weights."""
+    """What a runtime loader gets: the spec, the artifact folder, the
+    reference Keras model rebuilt from the folder's weights, and the run's
+    shared services."""
 
     spec: ModelSpec
     folder: Path
     model: Any  # None when TensorFlow is not installed
+    scope: RunScope = field(default_factory=RunScope)
 
 
 Loader = Callable[[Subject], Runtime]
