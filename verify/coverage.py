@@ -1,0 +1,475 @@
+"""Control-flow coverage measured on the exported ONNX graph, for any model.
+
+Random inputs usually take one path through a data-dependent loop or
+branch, so which path each case took is *measured*, in onnxruntime, on an
+instrumented copy of `model.onnx`:
+
+- every `If` node (at any depth) logs its condition each time it runs:
+  1 = then branch, 0 = else branch;
+- every `Loop` node logs how many times its body ran, each time it runs
+  (a loop-carried counter added to its body);
+- where a condition is a comparison (`Greater`, `Less`, ...), the relative
+  distance of its two operands is logged too: an input whose operands are
+  within `BOUNDARY_MARGIN` of each other may go the other way in another
+  runtime, and is reported as a boundary case rather than counted.
+
+Facts inside a subgraph are carried out to the main graph: a `Loop` body
+appends its nested logs to loop-carried accumulators (one entry per
+iteration), an `If` branch outputs the logs of its own nodes and an empty
+log for those of the other branch. Every log becomes an extra graph output.
+The instrumented copy computes the same outputs as the original; only the
+extra outputs are new.
+
+`find_covering_inputs` searches, without any model-specific probe, for
+inputs that take every branch and loop count: inputs along fixed directions
+at magnitudes from 1e-6 to 1e6, both signs, then finer steps between two
+magnitudes whose paths differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from tf_parity_export.models import ArtifactError, ModelSpec
+
+# Relative distance of a comparison's operands below which a case is a boundary case.
+BOUNDARY_MARGIN = 1e-4
+# Loop iteration-count classes every data-dependent loop must show.
+LOOP_CLASSES = ("0", "1", "many")
+_COMPARISONS = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"}
+_PREFIX = "__cov"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One control-flow node of the graph.
+
+    `path` is where it sits: "" for the main graph, else the enclosing nodes
+    and branches, e.g. "Loop_6.body/If_9.then".
+    """
+
+    node: str
+    op: str  # "If" or "Loop"
+    path: str
+    static: bool = False  # a Loop whose trip count does not depend on the input
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}/{self.node}" if self.path else self.node
+
+    def targets(self) -> list[str]:
+        """The outcomes coverage requires of this node."""
+        if self.op == "If":
+            return ["then", "else"]
+        return [] if self.static else list(LOOP_CLASSES)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "op": self.op, "path": self.path, "static": self.static}
+
+
+@dataclass
+class GraphPath:
+    """What one case did at every control-flow node: the If outcomes
+    (then/else counts) and the Loop trip counts, per execution of the node."""
+
+    branches: dict[str, dict[str, int]] = field(default_factory=dict)  # If label -> {"then": n, "else": n}
+    trips: dict[str, list[int]] = field(default_factory=dict)  # Loop label -> trip count per execution
+    margin: float = float("inf")  # smallest relative operand distance over every comparison tested
+
+    def hits(self, site: Site) -> set[str]:
+        """The targets of `site` this case reached."""
+        if site.op == "If":
+            return {k for k, n in self.branches.get(site.label, {}).items() if n}
+        return {_loop_class(n) for n in self.trips.get(site.label, [])}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"branches": self.branches, "trips": self.trips,
+                "margin": None if np.isinf(self.margin) else float(self.margin), "source": "onnx graph"}
+
+
+def _loop_class(trips: int) -> str:
+    return "0" if trips == 0 else "1" if trips == 1 else "many"
+
+
+# ---------------------------------------------------------------- instrumentation
+
+
+@dataclass
+class _Log:
+    key: tuple[int, str, int]  # (site index, "events" | "margin", unique id)
+    value: str  # the tensor holding it, in the current graph
+    dtype: int  # onnx.TensorProto element type
+
+
+class _Instrumenter:
+    def __init__(self) -> None:
+        self.sites: list[Site] = []
+        self.counter = itertools.count()
+
+    def fresh(self, what: str) -> str:
+        return f"{_PREFIX}_{next(self.counter)}_{what}"
+
+    def log(self, site: int, kind: str, value: str, dtype: int) -> _Log:
+        return _Log((site, kind, next(self.counter)), value, dtype)
+
+    def graph(self, graph: Any, path: str, outer_consts: set[str]) -> list[_Log]:
+        """Instrument `graph` in place; returns the logs of every site in or below it."""
+        from onnx import TensorProto, helper
+
+        consts = outer_consts | {i.name for i in graph.initializer} | {
+            o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        producers = {o: n for n in graph.node for o in n.output}
+        logs: list[_Log] = []
+        new_nodes: list[Any] = []
+        for node in list(graph.node):
+            before: list[Any] = []
+            after: list[Any] = []
+            name = node.name or f"{node.op_type}_{len(new_nodes)}"
+            here = f"{path}/{name}" if path else name
+            if node.op_type == "If":
+                index = len(self.sites)
+                self.sites.append(Site(name, "If", path))
+                then_g = _attr_graph(node, "then_branch")
+                else_g = _attr_graph(node, "else_branch")
+                then_logs = self.graph(then_g, f"{here}.then", consts)
+                else_logs = self.graph(else_g, f"{here}.else", consts)
+                for log in self._merge_branches(then_g, then_logs, else_g, else_logs):
+                    out = self.fresh("if_out")
+                    node.output.append(out)
+                    logs.append(_Log(log.key, out, log.dtype))
+                events = self.fresh("cond")
+                after.append(helper.make_node("Cast", [node.input[0]], [events + "_c"], to=TensorProto.INT64))
+                after.append(self._reshape1(events + "_c", events, after))
+                logs.append(self.log(index, "events", events, TensorProto.INT64))
+                margin = self._margin(node.input[0], producers, after)
+                if margin:
+                    logs.append(self.log(index, "margin", margin, TensorProto.DOUBLE))
+            elif node.op_type == "Loop":
+                index = len(self.sites)
+                body = _attr_graph(node, "body")
+                self.sites.append(Site(name, "Loop", path, _is_static_loop(node, body, consts)))
+                body_logs = self.graph(body, f"{here}.body", consts)
+                body_nodes: list[Any] = []
+                body_margin = self._margin(body.output[0].name, {o: n for n in body.node for o in n.output}, body_nodes)
+                body.node.extend(body_nodes)
+                if body_margin:  # the test after each iteration
+                    body_logs.append(self.log(index, "margin", body_margin, TensorProto.DOUBLE))
+                enter = self._margin(node.input[1], producers, before) if len(node.input) > 1 and node.input[1] else None
+                if enter:  # the test before the first iteration
+                    logs.append(self.log(index, "margin", enter, TensorProto.DOUBLE))
+                carried = len(node.input) - 2
+                # the trip counter: a loop-carried int64 scalar, + 1 per iteration
+                zero, one, count_in, count_out, count = (self.fresh(s) for s in ("zero", "one", "n_in", "n_out", "n"))
+                before.append(helper.make_node("Constant", [], [zero],
+                                               value=helper.make_tensor(zero, TensorProto.INT64, [], [0])))
+                body.node.extend([
+                    helper.make_node("Constant", [], [one], value=helper.make_tensor(one, TensorProto.INT64, [], [1])),
+                    helper.make_node("Add", [count_in, one], [count_out]),
+                ])
+                new_in = [helper.make_tensor_value_info(count_in, TensorProto.INT64, [])]
+                new_out = [helper.make_tensor_value_info(count_out, TensorProto.INT64, [])]
+                inits, finals = [zero], [count]
+                # nested logs: accumulators that start empty and append each iteration's log
+                for log in body_logs:
+                    empty, acc_in, acc_out, final = (self.fresh(s) for s in ("empty", "acc_in", "acc_out", "acc"))
+                    before.append(_empty(empty, log.dtype))
+                    body.node.append(helper.make_node("Concat", [acc_in, log.value], [acc_out], axis=0))
+                    new_in.append(helper.make_tensor_value_info(acc_in, log.dtype, None))
+                    new_out.append(helper.make_tensor_value_info(acc_out, log.dtype, None))
+                    inits.append(empty)
+                    finals.append(final)
+                    logs.append(_Log(log.key, final, log.dtype))
+                body.input.extend(new_in)
+                outputs = list(body.output)
+                body.ClearField("output")
+                body.output.extend(outputs[: 1 + carried] + new_out + outputs[1 + carried:])
+                node.input.extend(inits)
+                outs = list(node.output)
+                node.ClearField("output")
+                node.output.extend(outs[:carried] + finals + outs[carried:])
+                events = self.fresh("trips")
+                after.append(self._reshape1(count, events, after))
+                logs.append(self.log(index, "events", events, TensorProto.INT64))
+            new_nodes += [*before, node, *after]
+        graph.ClearField("node")
+        graph.node.extend(new_nodes)
+        return logs
+
+    def _merge_branches(self, then_g: Any, then_logs: list[_Log], else_g: Any, else_logs: list[_Log]) -> list[_Log]:
+        """Both branches output every log of either; the one without a node outputs an empty log."""
+        from onnx import helper
+
+        merged = []
+        for log in then_logs + else_logs:
+            for g, own in ((then_g, then_logs), (else_g, else_logs)):
+                mine = next((lg for lg in own if lg.key == log.key), None)
+                value = mine.value if mine else self.fresh("none")
+                if mine is None:
+                    g.node.append(_empty(value, log.dtype))
+                out = self.fresh("br")
+                g.node.append(helper.make_node("Identity", [value], [out]))
+                g.output.append(helper.make_tensor_value_info(out, log.dtype, None))
+            merged.append(log)
+        return merged
+
+    def _reshape1(self, value: str, out: str, nodes: list[Any]) -> Any:
+        from onnx import TensorProto, helper
+
+        shape = self.fresh("shape1")
+        nodes.append(helper.make_node("Constant", [], [shape], value=helper.make_tensor(shape, TensorProto.INT64, [1], [1])))
+        return helper.make_node("Reshape", [value, shape], [out])
+
+    def _margin(self, cond: str, producers: dict[str, Any], nodes: list[Any]) -> str | None:
+        """Nodes computing min |a - b| / max(|a|, |b|) for a condition `a <op> b`, as a [1] double log."""
+        from onnx import TensorProto, helper
+
+        node = producers.get(cond)
+        if node is None or node.op_type not in _COMPARISONS:
+            return None
+        a, b, diff, absd, aa, ab, tiny, scale, rel, low, out = (self.fresh(s) for s in (
+            "a", "b", "d", "ad", "aa", "ab", "tiny", "s", "r", "m", "margin"))
+        nodes.extend([
+            helper.make_node("Cast", [node.input[0]], [a], to=TensorProto.DOUBLE),
+            helper.make_node("Cast", [node.input[1]], [b], to=TensorProto.DOUBLE),
+            helper.make_node("Sub", [a, b], [diff]),
+            helper.make_node("Abs", [diff], [absd]),
+            helper.make_node("Abs", [a], [aa]),
+            helper.make_node("Abs", [b], [ab]),
+            helper.make_node("Constant", [], [tiny], value=helper.make_tensor(tiny, TensorProto.DOUBLE, [], [1e-30])),
+            helper.make_node("Max", [aa, ab, tiny], [scale]),
+            helper.make_node("Div", [absd, scale], [rel]),
+            helper.make_node("ReduceMin", [rel], [low], keepdims=0),
+        ])
+        nodes.append(self._reshape1(low, out, nodes))
+        return out
+
+
+def _attr_graph(node: Any, name: str) -> Any:
+    return next(a.g for a in node.attribute if a.name == name)
+
+
+def _empty(name: str, dtype: int) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, dtype, [0], []))
+
+
+def _is_static_loop(node: Any, body: Any, consts: set[str]) -> bool:
+    """A Loop whose trip count is a constant and whose condition never changes
+    (a `for` loop, e.g. over a fixed range): its count cannot be steered by inputs."""
+    trip_const = bool(node.input[0]) and node.input[0] in consts
+    cond_const = not node.input[1] or node.input[1] in consts
+    body_cond = body.output[0].name
+    passthrough = body_cond == body.input[1].name or any(
+        n.op_type == "Identity" and n.output[0] == body_cond and n.input[0] == body.input[1].name for n in body.node)
+    return trip_const and cond_const and passthrough
+
+
+def instrument(model: Any) -> tuple[Any, list[Site], list[tuple[int, str, str]]]:
+    """An instrumented copy of `model` (an onnx.ModelProto).
+
+    Returns:
+        The copy, its control-flow sites, and the extra outputs as
+        (site index, "events" | "margin", output name).
+    """
+    from onnx import helper
+
+    copy = type(model)()
+    copy.CopyFrom(model)
+    inst = _Instrumenter()
+    consts = {i.name for i in copy.graph.initializer}
+    logs = inst.graph(copy.graph, "", consts)
+    extra = []
+    for log in logs:
+        copy.graph.output.append(helper.make_tensor_value_info(log.value, log.dtype, None))
+        extra.append((log.key[0], log.key[1], log.value))
+    return copy, inst.sites, extra
+
+
+# ---------------------------------------------------------------- measurement
+
+
+class GraphCoverage:
+    """Runs cases through the instrumented graph in onnxruntime (CPU)."""
+
+    def __init__(self, onnx_path: Path, name: str = "") -> None:
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            model = onnx.load(str(onnx_path))
+        except Exception as e:  # DecodeError and friends
+            raise ArtifactError(f"{name}: {Path(onnx_path).name} cannot be parsed ({type(e).__name__})") from None
+        copy, self.sites, self.extra = instrument(model)
+        self.outputs = [o.name for o in model.graph.output]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(copy.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.fetch = [name for _, _, name in self.extra]
+
+    def trace(self, feed: dict[str, np.ndarray]) -> GraphPath:
+        """The path one case (one batch) takes through every control-flow node."""
+        values = self.session.run(self.fetch, feed) if self.fetch else []
+        path = GraphPath()
+        for (index, kind, _), value in zip(self.extra, values, strict=True):
+            site = self.sites[index]
+            value = np.asarray(value).reshape(-1)
+            if kind == "margin":
+                if value.size:
+                    path.margin = min(path.margin, float(value.min()))
+            elif site.op == "If":
+                counts = path.branches.setdefault(site.label, {"then": 0, "else": 0})
+                counts["then"] += int((value != 0).sum())
+                counts["else"] += int((value == 0).sum())
+            else:
+                path.trips.setdefault(site.label, []).extend(int(v) for v in value)
+        for site in self.sites:  # a node that never ran (inside an untaken branch) still shows
+            if site.op == "If":
+                path.branches.setdefault(site.label, {"then": 0, "else": 0})
+            else:
+                path.trips.setdefault(site.label, [])
+        return path
+
+
+def has_control_flow(onnx_path: Path) -> bool:
+    """True when the graph has an If or a Loop (at any depth)."""
+    import onnx
+
+    def walk(graph: Any) -> bool:
+        return any(n.op_type in ("If", "Loop") or any(walk(a.g) for a in n.attribute if a.HasField("g"))
+                   for n in graph.node)
+
+    return walk(onnx.load(str(onnx_path), load_external_data=False).graph)
+
+
+def requirements(sites: Iterable[Site]) -> list[tuple[Site, str]]:
+    """Every (site, target) the coverage must show."""
+    return [(s, t) for s in sites for t in s.targets()]
+
+
+def requirement_name(site: Site, target: str) -> str:
+    """How a coverage requirement is named in reports: node, path and outcome."""
+    what = {"then": "took then", "else": "took else", "0": "ran 0 times", "1": "ran once",
+            "many": "ran 2+ times"}[target]
+    return f"{site.op} {site.label} {what}"
+
+
+def coverage_of(sites: list[Site], paths: dict[str, GraphPath]) -> dict[str, list[str]]:
+    """Requirement name -> the (non-boundary) cases that reach it."""
+    return {requirement_name(s, t): [case for case, p in paths.items() if t in p.hits(s)]
+            for s, t in requirements(sites)}
+
+
+def table(sites: list[Site], cases: list[tuple[str, GraphPath, bool]]) -> list[str]:
+    """Cases x control-flow nodes: 'then'/'else' (with counts where a node ran
+    more than once) and loop trip counts; boundary cases are marked."""
+
+    def cell(site: Site, path: GraphPath) -> str:
+        if site.op == "If":
+            c = path.branches.get(site.label, {})
+            parts = [f"{k}" if c.get(k) == 1 else f"{k}x{c.get(k)}" for k in ("then", "else") if c.get(k)]
+            return "+".join(parts) or "-"
+        trips = path.trips.get(site.label, [])
+        return ",".join(map(str, trips[:4])) + (",..." if len(trips) > 4 else "") if trips else "-"
+
+    header = ["case", *(f"{s.op} {s.label}" for s in sites)]
+    rows = [[name + (" (boundary)" if boundary else ""), *(cell(s, p) for s in sites)] for name, p, boundary in cases]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+# ---------------------------------------------------------------- search
+
+
+def _directions(spec: ModelSpec, rng: np.random.Generator, count: int) -> list[dict[str, np.ndarray]]:
+    """Unit-scale inputs to be scaled: random normal, uniform [0, 1) and constant, both signs."""
+    dirs = []
+    for i in range(count):
+        feed = {}
+        for t in spec.inputs:
+            shape = (1, *(1 if d is None else d for d in t.shape[1:]))
+            kind = i % 4
+            x = (rng.normal(size=shape) if kind < 2 else rng.random(shape) if kind == 2 else np.ones(shape))
+            feed[t.name] = x * (-1 if i % 2 else 1)
+        dirs.append(feed)
+    return dirs
+
+
+def find_covering_inputs(spec: ModelSpec, onnx_path: Path, seed: int = 1234,
+                         budget: int = 4000) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Search inputs that take every branch and loop count, measured in the graph.
+
+    Along fixed directions (random normal, uniform, constant; both signs) the
+    input is scaled through magnitudes 1e-6 .. 1e6; where two neighbouring
+    magnitudes take different paths, the interval between them is searched on
+    a finer grid (a few levels deep), so outcomes that need a narrow range of
+    magnitudes are found too. For each target the input farthest from any
+    decision boundary is kept.
+
+    Returns:
+        {case name: feed} (one batch-1 input per reached target) and the
+        requirement names no input reached.
+    """
+    cov = GraphCoverage(onnx_path, spec.name)
+    needs = requirements(cov.sites)
+    if not needs:
+        return {}, []
+    if any(np.dtype(t.dtype).kind != "f" for t in spec.inputs):
+        return {}, [requirement_name(s, t) + " (only float inputs are searched)" for s, t in needs]
+    rng = np.random.default_rng(seed)
+    best: dict[tuple[int, str], tuple[float, dict[str, np.ndarray]]] = {}
+    runs = 0
+
+    def run(direction: dict[str, np.ndarray], scale: float) -> GraphPath | None:
+        nonlocal runs
+        feed = {k: (v * scale).astype(spec.inputs[0].dtype if len(spec.inputs) == 1 else
+                                      next(t.dtype for t in spec.inputs if t.name == k)) for k, v in direction.items()}
+        if not all(np.isfinite(v).all() for v in feed.values()):
+            return None
+        runs += 1
+        try:
+            path = cov.trace(feed)
+        except Exception:  # an input the graph cannot run (e.g. an overflow the model rejects) is no candidate
+            return None
+        for i, (site, target) in enumerate(needs):
+            if target in path.hits(site) and path.margin >= BOUNDARY_MARGIN:
+                score = min(path.margin, 1.0)
+                if (site.label, target) not in best or score > best[(site.label, target)][0] + 1e-12:
+                    best[(site.label, target)] = (score, feed)
+        return path
+
+    def signature(path: GraphPath | None) -> Any:
+        if path is None:
+            return None
+        return tuple((s.label, tuple(sorted(path.hits(s)))) for s in cov.sites)
+
+    scales = 10.0 ** np.arange(-6, 6.25, 0.25)
+    for direction in _directions(spec, rng, 16):
+        row = [(s, signature(run(direction, s))) for s in scales]
+        # refine between neighbouring magnitudes whose paths differ
+        intervals = [(a, b) for a, b in zip(row, row[1:]) if a[1] != b[1]]
+        for _ in range(4):
+            if runs > budget or all((s.label, t) in best for s, t in needs):
+                break
+            finer = []
+            for (a, pa), (b, pb) in intervals:
+                sub = [(s, signature(run(direction, s))) for s in np.geomspace(a, b, 10)[1:-1]]
+                points = [(a, pa), *sub, (b, pb)]
+                finer += [(x, y) for x, y in zip(points, points[1:]) if x[1] != y[1]]
+            intervals = finer
+        if runs > budget or all((s.label, t) in best for s, t in needs):
+            break
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for site, target in needs:  # one case per distinct input, named after the first target it covers
+        feed = best.get((site.label, target), (0, None))[1]
+        if feed is not None and not any(f is feed for f in found.values()):
+            found[f"cover_{site.node}_{target}"] = feed
+    missing = [requirement_name(s, t) for s, t in needs if (s.label, t) not in best]
+    return found, missing
