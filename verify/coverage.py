@@ -37,8 +37,7 @@ import numpy as np
 
 from tf_parity_export.models import ArtifactError, ModelSpec
 
-# Relative distance of a comparison's operands below which a case is a boundary case.
-BOUNDARY_MARGIN = 1e-4
+from .inputs import BOUNDARY_MARGIN  # relative operand distance below which a case is a boundary case
 # Loop iteration-count classes every data-dependent loop must show.
 LOOP_CLASSES = ("0", "1", "many")
 _COMPARISONS = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"}
@@ -382,6 +381,22 @@ def table(sites: list[Site], cases: list[tuple[str, GraphPath, bool]]) -> list[s
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def report_lines(m: Any) -> list[str]:
+    """The generic coverage of one verified model (a verifier.ModelReport), for the printed report."""
+    if not m.graph_sites:
+        return []
+    boundary = {c["name"] for c in m.cases if c["kind"] == "boundary"}
+    rows = [(name, path, name in boundary) for name, path in m.graph_paths.items()]
+    lines = [f"{m.model} control flow, measured in onnxruntime on model.onnx (If: branch taken; Loop: iterations):",
+             *("  " + line for line in table(m.graph_sites, rows))]
+    counted = {name: path for name, path, b in rows if not b}
+    generic = coverage_of(m.graph_sites, counted)
+    if set(generic) != set(m.coverage):  # a model with a probe: show the generic verdict beside the probe's
+        lines.append(f"{m.model} graph coverage: " + ", ".join(
+            f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in generic.items()))
     return lines
 
 
