@@ -40,7 +40,7 @@ from tf_parity_export.models import ArtifactError, ModelSpec
 from .inputs import BOUNDARY_MARGIN  # relative operand distance below which a case is a boundary case
 # Loop iteration-count classes every data-dependent loop must show.
 LOOP_CLASSES = ("0", "1", "many")
-_COMPARISONS = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"}
+_COMPARISONS = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual"}  # Equal has no "near"
 _PREFIX = "__cov"
 
 
