@@ -201,6 +201,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                                 "batch": int(next(iter(case.feed.values())).shape[0])}
         if probe is not None:
             info["path"] = probe.trace(next(iter(case.feed.values()))).to_json()
+        elif recorded.get(case.name) and spec.probe:  # the probe's path, recorded at export (no TensorFlow here)
+            info["path"] = {**recorded[case.name], "source": "recorded at export"}
         elif case.name in report.graph_paths:
             info["path"] = report.graph_paths[case.name].to_json()
         elif recorded.get(case.name):
