@@ -96,7 +96,7 @@ def _coverage_inputs(spec: ModelSpec, model: Any, onnx_path: Path) -> tuple[dict
 
     if not has_control_flow(onnx_path):
         return {}, []
-    return find_covering_inputs(spec, onnx_path)
+    return find_covering_inputs(spec, onnx_path, covered=[c.feed for c in random_cases(spec)])
 
 
 def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[str, dict[str, np.ndarray]]) -> list[dict]:

@@ -114,12 +114,14 @@ def test_nested_if_and_loop_are_measured(tmp_path, x, top, outer, parity, inner,
     assert path.margin == pytest.approx(abs(x - 2) / max(x, 2))  # If_top's comparison x > 2
 
 
-def test_generic_search_covers_fancy_mlp_without_its_probe(artifacts):
-    """No probe: magnitudes and signs find every branch and loop count class of fancy_mlp."""
-    spec = get_spec("fancy_mlp")
-    found, missing = find_covering_inputs(spec, artifacts / "fancy_mlp" / layout.ONNX)
+@pytest.mark.parametrize("name", ["fancy_mlp", "chimera"])
+def test_generic_search_covers_the_seed_models_without_their_probes(artifacts, name):
+    """No probe: magnitudes, signs and gradient steps on the compared values find every
+    branch and loop count class (chimera's zero-iteration loop needs the descent)."""
+    onnx_path = artifacts / name / layout.ONNX
+    found, missing = find_covering_inputs(get_spec(name), onnx_path)
     assert missing == []
-    cov = GraphCoverage(artifacts / "fancy_mlp" / layout.ONNX)
+    cov = GraphCoverage(onnx_path)
     paths = [cov.trace(feed) for feed in found.values()]
     (loop,) = [s for s in cov.sites if s.op == "Loop"]
     (branch,) = [s for s in cov.sites if s.op == "If"]
@@ -128,8 +130,26 @@ def test_generic_search_covers_fancy_mlp_without_its_probe(artifacts):
     assert all(p.margin >= 1e-4 for p in paths)  # no boundary case is offered as covering
 
 
-def test_unreachable_path_is_named_by_node(artifacts):
-    """chimera's zero-iteration loop needs its probe's gradient search; the generic one says what it missed."""
-    found, missing = find_covering_inputs(get_spec("chimera"), artifacts / "chimera" / layout.ONNX)
-    assert missing == ["Loop Loop_13 ran 0 times"]
-    assert found
+def test_unreachable_branch_is_named_by_node_and_path(tmp_path):
+    """sum(x*x) + 1 < 0.5 never holds: the search says so, naming the node and where it sits."""
+    inner = helper.make_graph([helper.make_node("Identity", ["s"], ["r"])], "b", [],
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [])])
+    other = helper.make_graph([helper.make_node("Neg", ["s"], ["q"])], "c", [],
+                              [helper.make_tensor_value_info("q", TensorProto.FLOAT, [])])
+    graph = helper.make_graph([
+        helper.make_node("Mul", ["x", "x"], ["xx"]),
+        helper.make_node("ReduceSum", ["xx"], ["s0"], keepdims=0),
+        helper.make_node("Add", ["s0", "one"], ["s"]),
+        helper.make_node("Less", ["s", "half"], ["small"]),
+        helper.make_node("If", ["small"], ["y"], then_branch=inner, else_branch=other, name="If_never"),
+    ], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+                     helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    from tf_parity_export.models import ModelSpec, TensorSig
+
+    spec = ModelSpec("never", "a:b", "s", (TensorSig("x", (None, 3)),), (TensorSig("y", ()),))
+    found, missing = find_covering_inputs(spec, tmp_path / "m.onnx")
+    assert missing == ["If If_never took then"]
+    assert len(found) == 1

@@ -79,6 +79,8 @@ class GraphPath:
     branches: dict[str, dict[str, int]] = field(default_factory=dict)  # If label -> {"then": n, "else": n}
     trips: dict[str, list[int]] = field(default_factory=dict)  # Loop label -> trip count per execution
     margin: float = float("inf")  # smallest relative operand distance over every comparison tested
+    # label -> {"enter_score": [...], "score": [...]}: each test's relative signed distance, > 0 where it held
+    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def hits(self, site: Site) -> set[str]:
         """The targets of `site` this case reached."""
@@ -145,22 +147,19 @@ class _Instrumenter:
                 after.append(helper.make_node("Cast", [node.input[0]], [events + "_c"], to=TensorProto.INT64))
                 after.append(self._reshape1(events + "_c", events, after))
                 logs.append(self.log(index, "events", events, TensorProto.INT64))
-                margin = self._margin(node.input[0], producers, after)
-                if margin:
-                    logs.append(self.log(index, "margin", margin, TensorProto.DOUBLE))
+                logs += self._comparison(index, "", node.input[0], producers, after)
             elif node.op_type == "Loop":
                 index = len(self.sites)
                 body = _attr_graph(node, "body")
                 self.sites.append(Site(name, "Loop", path, _is_static_loop(node, body, consts)))
                 body_logs = self.graph(body, f"{here}.body", consts)
                 body_nodes: list[Any] = []
-                body_margin = self._margin(body.output[0].name, {o: n for n in body.node for o in n.output}, body_nodes)
+                # the test after each iteration, and the one before the first
+                body_logs += self._comparison(index, "", body.output[0].name,
+                                              {o: n for n in body.node for o in n.output}, body_nodes)
                 body.node.extend(body_nodes)
-                if body_margin:  # the test after each iteration
-                    body_logs.append(self.log(index, "margin", body_margin, TensorProto.DOUBLE))
-                enter = self._margin(node.input[1], producers, before) if len(node.input) > 1 and node.input[1] else None
-                if enter:  # the test before the first iteration
-                    logs.append(self.log(index, "margin", enter, TensorProto.DOUBLE))
+                if len(node.input) > 1 and node.input[1]:
+                    logs += self._comparison(index, "enter_", node.input[1], producers, before)
                 carried = len(node.input) - 2
                 # the trip counter: a loop-carried int64 scalar, + 1 per iteration
                 zero, one, count_in, count_out, count = (self.fresh(s) for s in ("zero", "one", "n_in", "n_out", "n"))
@@ -223,19 +222,22 @@ class _Instrumenter:
         nodes.append(helper.make_node("Constant", [], [shape], value=helper.make_tensor(shape, TensorProto.INT64, [1], [1])))
         return helper.make_node("Reshape", [value, shape], [out])
 
-    def _margin(self, cond: str, producers: dict[str, Any], nodes: list[Any]) -> str | None:
-        """Nodes computing min |a - b| / max(|a|, |b|) for a condition `a <op> b`, as a [1] double log."""
+    def _comparison(self, index: int, prefix: str, cond: str, producers: dict[str, Any], nodes: list[Any]) -> list[_Log]:
+        """For a condition `a <op> b`: its margin, min |a - b| / max(|a|, |b|), and its
+        score, positive exactly when the condition holds (a - b for Greater, b - a
+        for Less), as [1] double logs. The score steers the search for inputs."""
         from onnx import TensorProto, helper
 
         node = producers.get(cond)
         if node is None or node.op_type not in _COMPARISONS:
-            return None
-        a, b, diff, absd, aa, ab, tiny, scale, rel, low, out = (self.fresh(s) for s in (
-            "a", "b", "d", "ad", "aa", "ab", "tiny", "s", "r", "m", "margin"))
+            return []
+        a, b, diff, absd, aa, ab, tiny, scale, rel, low, margin, signed, lowest, score = (self.fresh(s) for s in (
+            "a", "b", "d", "ad", "aa", "ab", "tiny", "s", "r", "m", "margin", "sd", "sm", "score"))
+        greater = node.op_type.startswith("Greater")
         nodes.extend([
             helper.make_node("Cast", [node.input[0]], [a], to=TensorProto.DOUBLE),
             helper.make_node("Cast", [node.input[1]], [b], to=TensorProto.DOUBLE),
-            helper.make_node("Sub", [a, b], [diff]),
+            helper.make_node("Sub", [a, b] if greater else [b, a], [diff]),
             helper.make_node("Abs", [diff], [absd]),
             helper.make_node("Abs", [a], [aa]),
             helper.make_node("Abs", [b], [ab]),
@@ -243,9 +245,13 @@ class _Instrumenter:
             helper.make_node("Max", [aa, ab, tiny], [scale]),
             helper.make_node("Div", [absd, scale], [rel]),
             helper.make_node("ReduceMin", [rel], [low], keepdims=0),
+            helper.make_node("Div", [diff, scale], [signed]),
+            helper.make_node("ReduceMin", [signed], [lowest], keepdims=0),
         ])
-        nodes.append(self._reshape1(low, out, nodes))
-        return out
+        nodes.append(self._reshape1(low, margin, nodes))
+        nodes.append(self._reshape1(lowest, score, nodes))
+        return [self.log(index, "margin", margin, TensorProto.DOUBLE),
+                self.log(index, prefix + "score", score, TensorProto.DOUBLE)]
 
 
 def _attr_graph(node: Any, name: str) -> Any:
@@ -321,6 +327,8 @@ class GraphCoverage:
             if kind == "margin":
                 if value.size:
                     path.margin = min(path.margin, float(value.min()))
+            elif kind.endswith("score"):
+                path.scores.setdefault(site.label, {}).setdefault(kind, []).extend(float(v) for v in value)
             elif site.op == "If":
                 counts = path.branches.setdefault(site.label, {"then": 0, "else": 0})
                 counts["then"] += int((value != 0).sum())
@@ -417,20 +425,136 @@ def _directions(spec: ModelSpec, rng: np.random.Generator, count: int) -> list[d
     return dirs
 
 
-def find_covering_inputs(spec: ModelSpec, onnx_path: Path, seed: int = 1234,
-                         budget: int = 4000) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
-    """Search inputs that take every branch and loop count, measured in the graph.
+def _objective(path: GraphPath, site: Site, target: str) -> float:
+    """How far `path` is from reaching `target` at `site`: lower is closer, and <= 0
+    roughly where it is reached. Built from the logged comparison scores (> 0
+    where a test held); inf where the node did not run or has no comparison."""
+    scores = path.scores.get(site.label, {})
+    tests = scores.get("score", [])
+    if site.op == "If":
+        return (-max(tests) if target == "then" else min(tests)) if tests else np.inf
+    enter = scores.get("enter_score", [])
+    if not enter:
+        return np.inf
+    if target == "0":
+        return enter[0]
+    if target == "1":
+        return max(-enter[0], tests[0]) if tests else -enter[0]
+    return -min(enter[0], tests[0]) if tests else -enter[0]
 
-    Along fixed directions (random normal, uniform, constant; both signs) the
-    input is scaled through magnitudes 1e-6 .. 1e6; where two neighbouring
-    magnitudes take different paths, the interval between them is searched on
-    a finer grid (a few levels deep), so outcomes that need a narrow range of
-    magnitudes are found too. For each target the input farthest from any
-    decision boundary is kept.
+
+class _Search:
+    """The bookkeeping of one search: every run updates, per target, the best
+    covering input (farthest from a decision boundary) and the closest miss."""
+
+    def __init__(self, spec: ModelSpec, cov: GraphCoverage, needs: list[tuple[Site, str]], budget: int) -> None:
+        self.spec, self.cov, self.needs, self.budget = spec, cov, needs, budget
+        self.dtypes = {t.name: np.dtype(t.dtype) for t in spec.inputs}
+        self.best: dict[tuple[str, str], tuple[float, dict[str, np.ndarray]]] = {}
+        self.closest: dict[tuple[str, str], tuple[float, dict[str, np.ndarray]]] = {}
+        self.done: set[tuple[str, str]] = set()  # reached by cases the verifier runs anyway
+        self.runs = 0
+
+    def missing(self) -> list[tuple[Site, str]]:
+        return [(s, t) for s, t in self.needs if (s.label, t) not in self.best and (s.label, t) not in self.done]
+
+    def over(self) -> bool:
+        return self.runs >= self.budget or not self.missing()
+
+    def run(self, feed: dict[str, np.ndarray]) -> GraphPath | None:
+        feed = {k: np.asarray(v).astype(self.dtypes[k]) for k, v in feed.items()}
+        if not all(np.isfinite(v).all() for v in feed.values()):
+            return None
+        self.runs += 1
+        try:
+            path = self.cov.trace(feed)
+        except Exception:  # an input the graph cannot run is no candidate
+            return None
+        for site, target in self.needs:
+            key = (site.label, target)
+            if target in path.hits(site) and path.margin >= BOUNDARY_MARGIN:
+                score = min(path.margin, 1.0)
+                if key not in self.best or score > self.best[key][0] + 1e-12:
+                    self.best[key] = (score, feed)
+            objective = _objective(path, site, target)
+            if np.isfinite(objective) and (key not in self.closest or objective < self.closest[key][0]):
+                self.closest[key] = (objective, feed)
+        return path
+
+    def signature(self, path: GraphPath | None) -> Any:
+        return None if path is None else tuple((s.label, tuple(sorted(path.hits(s)))) for s in self.cov.sites)
+
+    def refine(self, point: Any, intervals: list[tuple[tuple[float, Any], tuple[float, Any]]], levels: int = 4) -> None:
+        """Between neighbouring parameters whose paths differ at a node with a
+        target still missing, try a finer grid, `levels` deep."""
+        for _ in range(levels):
+            if self.over():
+                return
+            wanted = {s.label for s, _ in self.missing()}
+            finer = []
+            for (a, pa), (b, pb) in intervals:
+                if pa is not None and pb is not None and not any(
+                        x != y for (label, x), (_, y) in zip(pa, pb) if label in wanted):
+                    continue
+                grid = np.geomspace(a, b, 10) if a > 0 and b > 0 else np.linspace(a, b, 10)
+                sub = [(t, self.signature(self.run(point(t)))) for t in grid[1:-1]]
+                points = [(a, pa), *sub, (b, pb)]
+                finer += [(x, y) for x, y in zip(points, points[1:]) if x[1] != y[1]]
+            intervals = finer
+
+    def descend(self, site: Site, target: str, rng: np.random.Generator, steps: int = 800) -> None:
+        """Gradient steps on the target's comparison scores, the gradient estimated
+        from two runs per step (simultaneous perturbation: no gradients of the graph needed)."""
+        key = (site.label, target)
+        if key not in self.closest:
+            return
+        x = {k: v.astype(np.float64) for k, v in self.closest[key][1].items()}
+        scale = {k: float(np.sqrt(np.mean(v * v))) or 1.0 for k, v in x.items()}
+        m = {k: np.zeros_like(v) for k, v in x.items()}
+        v2 = {k: np.zeros_like(v) for k, v in x.items()}
+        for step in range(1, steps + 1):
+            if self.runs >= self.budget or (key in self.best and self.best[key][0] >= 0.01):
+                return  # reached, and not just barely (a margin of 1% from the boundary)
+            delta = {k: rng.choice([-1.0, 1.0], size=v.shape) for k, v in x.items()}
+            c = {k: 0.01 * scale[k] for k in x}
+            ends = []
+            for sign in (1, -1):
+                path = self.run({k: x[k] + sign * c[k] * delta[k] for k in x})
+                ends.append(_objective(path, site, target) if path is not None else np.inf)
+            if not np.all(np.isfinite(ends)):
+                return
+            for k in x:
+                g = (ends[0] - ends[1]) / (2 * c[k]) * delta[k]
+                m[k] = 0.9 * m[k] + 0.1 * g
+                v2[k] = 0.999 * v2[k] + 0.001 * g * g
+                mh, vh = m[k] / (1 - 0.9**step), v2[k] / (1 - 0.999**step)
+                x[k] = x[k] - 0.1 * scale[k] * mh / (np.sqrt(vh) + 1e-12)
+            self.run(x)
+
+
+def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dict[str, np.ndarray]] = (),
+                         seed: int = 1234, budget: int = 6000) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Search inputs that take every branch and loop count, measured in the graph (no probe needed).
+
+    1. Magnitudes: along fixed directions (random normal, uniform, constant;
+       both signs) the input is scaled from 1e-6 to 1e6; where neighbouring
+       magnitudes take different paths, a finer grid between them follows.
+    2. Descent: for a path still missing, gradient steps from the closest
+       miss on the scores of the comparisons that decide it (how far the
+       compared values are from flipping the test), the gradient estimated
+       from pairs of runs.
+    3. Segments: between inputs found so far that take different paths, a
+       finer grid again (a loop count between two others lies between them).
+
+    For each target the input farthest from any decision boundary is kept.
+
+    Args:
+        covered: inputs the verifier runs anyway (the random cases): targets
+            they reach need no case of their own.
 
     Returns:
-        {case name: feed} (one batch-1 input per reached target) and the
-        requirement names no input reached.
+        {case name: feed} (one batch-1 input per target reached), and the
+        requirement names (node, path, outcome) no input reached.
     """
     cov = GraphCoverage(onnx_path, spec.name)
     needs = requirements(cov.sites)
@@ -438,53 +562,32 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, seed: int = 1234,
         return {}, []
     if any(np.dtype(t.dtype).kind != "f" for t in spec.inputs):
         return {}, [requirement_name(s, t) + " (only float inputs are searched)" for s, t in needs]
+    search = _Search(spec, cov, needs, budget)
+    for feed in covered:
+        path = cov.trace(feed)
+        if path.margin >= BOUNDARY_MARGIN:
+            search.done |= {(s.label, t) for s, t in needs if t in path.hits(s)}
     rng = np.random.default_rng(seed)
-    best: dict[tuple[int, str], tuple[float, dict[str, np.ndarray]]] = {}
-    runs = 0
 
-    def run(direction: dict[str, np.ndarray], scale: float) -> GraphPath | None:
-        nonlocal runs
-        feed = {k: (v * scale).astype(spec.inputs[0].dtype if len(spec.inputs) == 1 else
-                                      next(t.dtype for t in spec.inputs if t.name == k)) for k, v in direction.items()}
-        if not all(np.isfinite(v).all() for v in feed.values()):
-            return None
-        runs += 1
-        try:
-            path = cov.trace(feed)
-        except Exception:  # an input the graph cannot run (e.g. an overflow the model rejects) is no candidate
-            return None
-        for i, (site, target) in enumerate(needs):
-            if target in path.hits(site) and path.margin >= BOUNDARY_MARGIN:
-                score = min(path.margin, 1.0)
-                if (site.label, target) not in best or score > best[(site.label, target)][0] + 1e-12:
-                    best[(site.label, target)] = (score, feed)
-        return path
-
-    def signature(path: GraphPath | None) -> Any:
-        if path is None:
-            return None
-        return tuple((s.label, tuple(sorted(path.hits(s)))) for s in cov.sites)
-
-    scales = 10.0 ** np.arange(-6, 6.25, 0.25)
-    for direction in _directions(spec, rng, 16):
-        row = [(s, signature(run(direction, s))) for s in scales]
-        # refine between neighbouring magnitudes whose paths differ
-        intervals = [(a, b) for a, b in zip(row, row[1:]) if a[1] != b[1]]
-        for _ in range(4):
-            if runs > budget or all((s.label, t) in best for s, t in needs):
-                break
-            finer = []
-            for (a, pa), (b, pb) in intervals:
-                sub = [(s, signature(run(direction, s))) for s in np.geomspace(a, b, 10)[1:-1]]
-                points = [(a, pa), *sub, (b, pb)]
-                finer += [(x, y) for x, y in zip(points, points[1:]) if x[1] != y[1]]
-            intervals = finer
-        if runs > budget or all((s.label, t) in best for s, t in needs):
+    for direction in _directions(spec, rng, 16):  # 1. magnitudes
+        if search.over() or search.runs > budget // 2:  # leave the rest to the descent
             break
-    found: dict[str, dict[str, np.ndarray]] = {}
+        point = lambda t, d=direction: {k: v * t for k, v in d.items()}  # noqa: E731
+        row = [(t, search.signature(search.run(point(t)))) for t in 10.0 ** np.arange(-6, 6.25, 0.25)]
+        search.refine(point, [(a, b) for a, b in zip(row, row[1:]) if a[1] != b[1]])
+    for site, target in search.missing():  # 2. descent
+        search.descend(site, target, rng)
+    found = [f for _, f in search.best.values()]
+    for i, j in itertools.combinations(range(len(found)), 2):  # 3. segments
+        if search.over():
+            break
+        a, b = found[i], found[j]
+        point = lambda t, a=a, b=b: {k: a[k] + t * (b[k] - a[k]) for k in a}  # noqa: E731
+        search.refine(point, [((0.0, search.signature(search.run(a))), (1.0, search.signature(search.run(b))))])
+
+    cases: dict[str, dict[str, np.ndarray]] = {}
     for site, target in needs:  # one case per distinct input, named after the first target it covers
-        feed = best.get((site.label, target), (0, None))[1]
-        if feed is not None and not any(f is feed for f in found.values()):
-            found[f"cover_{site.node}_{target}"] = feed
-    missing = [requirement_name(s, t) for s, t in needs if (s.label, t) not in best]
-    return found, missing
+        feed = search.best.get((site.label, target), (0, None))[1]
+        if feed is not None and (site.label, target) not in search.done and not any(f is feed for f in cases.values()):
+            cases[f"cover_{site.node}_{target}"] = feed
+    return cases, [requirement_name(s, t) for s, t in search.missing()]
