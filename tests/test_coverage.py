@@ -99,6 +99,8 @@ def test_nested_if_and_loop_are_measured(tmp_path, x, top, outer, parity, inner,
     labels = {s.label for s in cov.sites}
     assert labels == {"If_top", "If_top.then/Loop_in_then", "Loop_outer", "Loop_outer.body/If_parity",
                       "Loop_outer.body/Loop_inner"}
+    static = {s.label for s in cov.sites if s.static}
+    assert static == {"If_top.then/Loop_in_then"}  # a constant trip count: no 0/1/many required of it
     feed = {"x": np.array([[x]], np.float32)}
     path = cov.trace(feed)
     assert path.branches["If_top"] == {"then": int(top == "then"), "else": int(top == "else")}

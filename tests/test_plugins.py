@@ -45,9 +45,13 @@ SPEC_HEAD = "from tf_parity_export import ModelSpec, TensorSig\nX = (TensorSig('
 def broken_site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     site.mkdir()
-    fake_distribution(site, "good-plugin", {"extra_mlp": "good_spec:SPEC"}, {"good_spec": SPEC_HEAD + (
+    fake_distribution(site, "good-plugin", {"extra_mlp": "good_spec:SPEC", "pair": "good_spec:several"},
+                      {"good_spec": SPEC_HEAD + (
         "SPEC = ModelSpec(name='extra_mlp', builder='tf_parity_export.models.mlp:build_mlp', summary='an extra mlp',"
-        " inputs=X, outputs=(TensorSig('logits', (None, 10)),))\n")})
+        " inputs=X, outputs=(TensorSig('logits', (None, 10)),))\n"
+        "import dataclasses\n"
+        "def several():\n"
+        "    return [dataclasses.replace(SPEC, name=n) for n in ('twin_a', 'twin_b')]\n")})
     fake_distribution(site, "bad-plugins", {
         "missing": "no_such_module:SPEC",
         "number": "numbers_mod:SPEC",
@@ -71,7 +75,7 @@ def test_list_shows_plugins_and_one_line_per_broken_one(broken_site):
     result = run("export", ["--list"], broken_site)
     assert result.returncode == 1, result.stderr
     listed = [line.split()[0] for line in result.stdout.splitlines()]
-    assert listed == [*MODELS, "extra_mlp", "heavy"]  # every good model still lists
+    assert listed == [*MODELS, "extra_mlp", "twin_a", "twin_b", "heavy"]  # every good model still lists
     assert "[plugin: good-plugin 1.0, entry point extra_mlp]" in result.stdout
     errors = result.stderr.splitlines()
     assert len(errors) == 4 and "Traceback" not in result.stderr
@@ -84,6 +88,18 @@ def test_list_shows_plugins_and_one_line_per_broken_one(broken_site):
                          "input needs the batch dimension first, as None: shape=(None, ...)")
     assert errors[3] == (f"error: plugin entry point 'number' (numbers_mod:SPEC) {where}names a int, not a "
                          "ModelSpec or a callable returning ModelSpecs")
+
+
+def test_verify_all_shows_a_broken_plugin_as_a_failed_row(broken_site, artifacts):
+    result = run("verify", ["--all", "--artifacts", str(artifacts), "--providers", "ort_cpu"], broken_site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines[2:lines.index("")]}
+    assert all(rows[name].split()[2] == "ok" for name in MODELS)  # the seed models still verify
+    assert all("ERROR" in rows[ep] for ep in ("dup", "missing", "nobatch", "number"))
+    assert result.stdout.rstrip().splitlines()[-1].startswith("FAILED")
+    assert "error: plugin entry point 'number' (numbers_mod:SPEC) of distribution bad-plugins 1.0: names a int, " \
+           "not a ModelSpec or a callable returning ModelSpecs" in result.stderr.splitlines()
 
 
 def test_help_does_not_load_plugins(broken_site):
