@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tf_parity_export.models import MODELS, PluginError, get_spec, plugins
 from tf_parity_export.verify import layout
@@ -90,16 +91,46 @@ def test_list_shows_plugins_and_one_line_per_broken_one(broken_site):
                          "ModelSpec or a callable returning ModelSpecs")
 
 
-def test_verify_all_shows_a_broken_plugin_as_a_failed_row(broken_site, artifacts):
-    result = run("verify", ["--all", "--artifacts", str(artifacts), "--providers", "ort_cpu"], broken_site)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+@pytest.fixture
+def installed(monkeypatch):
+    """Make a site folder's distributions visible to this process, as if installed; undone after the test."""
+    from tf_parity_export.models import registry
+
+    saved = dict(MODELS)
+
+    def install(site: Path) -> None:
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setattr(registry, "_plugins_loaded", False)
+        monkeypatch.setattr(plugins, "ERRORS", [])
+        monkeypatch.setattr(plugins, "ORIGINS", {})
+
+    yield install
+    MODELS.clear()
+    MODELS.update(saved)
+    for module in ("good_spec", "numbers_mod", "dup_spec", "nobatch_spec", "heavy_spec", "raising_spec"):
+        sys.modules.pop(module, None)
+
+
+def test_verify_all_shows_a_broken_plugin_as_a_failed_row(broken_site, installed, artifacts):
+    from tf_parity_export.verify.cli import main as verify_main
+
+    installed(broken_site)
+    result = CliRunner().invoke(verify_main, ["--all", "--artifacts", str(artifacts), "--providers", "ort_cpu"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
     lines = result.stdout.splitlines()
     rows = {line.split()[0]: line for line in lines[2:lines.index("")]}
-    assert all(rows[name].split()[2] == "ok" for name in MODELS)  # the seed models still verify
+    assert all(rows[name].split()[2] == "ok" for name in saved_seeds())  # the seed models still verify
     assert all("ERROR" in rows[ep] for ep in ("dup", "missing", "nobatch", "number"))
     assert result.stdout.rstrip().splitlines()[-1].startswith("FAILED")
     assert "error: plugin entry point 'number' (numbers_mod:SPEC) of distribution bad-plugins 1.0: names a int, " \
            "not a ModelSpec or a callable returning ModelSpecs" in result.stderr.splitlines()
+
+
+def saved_seeds() -> list[str]:
+    from tf_parity_export.models import seed_models
+
+    return seed_models()
 
 
 def test_help_does_not_load_plugins(broken_site):
@@ -110,25 +141,31 @@ def test_help_does_not_load_plugins(broken_site):
     assert not (broken_site.parent / "imported").exists()
 
 
-def test_plugin_model_exports_and_verifies_beside_a_broken_one(broken_site, tmp_path):
+def test_plugin_model_exports_and_verifies_beside_a_broken_one(broken_site, installed, tmp_path):
     """A broken plugin does not stop a good one: export and verify it by name."""
+    from tf_parity_export.export.cli import main as export_main
+    from tf_parity_export.verify.cli import main as verify_main
+
+    installed(broken_site)
     out = tmp_path / "art"
-    result = run("export", ["extra_mlp", "--out", str(out), "--no-verify"], broken_site)
-    assert result.returncode == 0, result.stderr
+    result = CliRunner().invoke(export_main, ["extra_mlp", "--out", str(out), "--no-verify"])
+    assert result.exit_code == 0, result.output
     assert json.loads((out / layout.INDEX).read_text())["models"].keys() == {"extra_mlp"}
-    verified = run("verify", ["extra_mlp", "--artifacts", str(out), "--providers", "ort_cpu"], broken_site)
-    assert verified.returncode == 0, verified.stderr
+    verified = CliRunner().invoke(verify_main, ["extra_mlp", "--artifacts", str(out), "--providers", "ort_cpu"])
+    assert verified.exit_code == 0, verified.output
     assert verified.stdout.rstrip().splitlines()[-1].startswith("PASSED")
 
 
-def test_builder_that_raises_is_one_line_exit_1(tmp_path):
+def test_builder_that_raises_is_one_line_exit_1(tmp_path, installed):
+    from tf_parity_export.export.cli import main as export_main
+
     site = tmp_path / "site"
     fake_distribution(site, "raising-plugin", {"raising": "raising_spec:SPEC"}, {"raising_spec": SPEC_HEAD + (
-        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
         "SPEC = ModelSpec(name='raising', builder='_plugin_builders:raises', summary='r', inputs=X, outputs=X)\n")})
-    result = run("export", ["raising", "--out", str(tmp_path / "art")], site)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
+    installed(site)
+    result = CliRunner().invoke(export_main, ["raising", "--out", str(tmp_path / "art")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     line = ("raising (plugin entry point 'raising' (raising_spec:SPEC) of distribution raising-plugin 1.0): "
             "builder _plugin_builders:raises raised RuntimeError: no weights file at /nowhere")
     assert f"error: {line}" in result.stderr.splitlines()
