@@ -11,7 +11,8 @@ instrumented copy of `model.onnx`:
 - where a condition is a comparison (`Greater`, `Less`, ...), the relative
   distance of its two operands is logged too: an input whose operands are
   within `BOUNDARY_MARGIN` of each other may go the other way in another
-  runtime, and is reported as a boundary case rather than counted.
+  runtime, and is reported as a boundary case rather than counted; and the
+  signed distance (a score, > 0 where the test held), which steers the search.
 
 Facts inside a subgraph are carried out to the main graph: a `Loop` body
 appends its nested logs to loop-carried accumulators (one entry per
@@ -22,8 +23,10 @@ extra outputs are new.
 
 `find_covering_inputs` searches, without any model-specific probe, for
 inputs that take every branch and loop count: inputs along fixed directions
-at magnitudes from 1e-6 to 1e6, both signs, then finer steps between two
-magnitudes whose paths differ.
+at magnitudes from 1e-6 to 1e6, both signs, with finer steps between two
+magnitudes whose paths differ; then gradient steps on the scores of the
+comparisons deciding a missing path (the gradient estimated from pairs of
+runs); then finer steps between found inputs.
 """
 
 from __future__ import annotations
