@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from tf_parity_export.models import get_spec
+from tf_parity_export.models import PluginError, get_spec
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 
@@ -22,6 +22,7 @@ def export_models(
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
     progress: Callable[[str], None] = lambda line: None,
+    allow_uncovered: bool = False,
 ) -> tuple[list[ExportResult], Report | None]:
     """Export the named models to SavedModel and ONNX under `out`, then verify them.
 
@@ -34,6 +35,12 @@ def export_models(
         opset: ONNX opset for tf2onnx.
         verify: run the verifier on what was written.
         progress: called with one line per finished model.
+        allow_uncovered: control-flow paths no input reaches are reported
+            without failing the verification.
+
+    A plugin model whose builder fails (or whose outputs do not match its
+    spec) does not stop the others: it is a failed row of the report, or,
+    without verification, a PluginError raised after the others are written.
 
     Returns:
         The export results and the verification `Report` (None if not verified).
@@ -43,15 +50,37 @@ def export_models(
     check_opset(opset)  # before anything is written
     env = environment()
     results = []
+    failed: dict[str, str] = {}
     with exclusive(out):
         for i, spec in enumerate(specs, 1):
-            r = export_model(spec, out, opset, env)
+            try:
+                r = export_model(spec, out, opset, env)
+            except PluginError as e:
+                failed[spec.name] = str(e)
+                progress(f"[{i}/{len(specs)}] {spec.name}: not exported: {e}")
+                continue
             results.append(r)
             size = ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in r.sizes.items())
             progress(f"[{i}/{len(specs)}] {spec.name}: exported in {r.seconds:.1f} s ({size})")
-        write_index(out, results, opset, env)
+            for path in r.uncovered:
+                progress(f"      {spec.name}: coverage search found no input for '{path}'")
+        if results:
+            write_index(out, results, opset, env)
+        if not verify:
+            if failed:
+                raise PluginError("\n".join(failed.values()))
+            return results, None
         models = {r.name: r.model for r in results}
-        return results, (verify_models(names, out, models=models) if verify else None)
+        report = verify_models([r.name for r in results], out, models=models, allow_uncovered=allow_uncovered)
+        return results, _with_failed(report, failed)
+
+
+def _with_failed(report: Report, failed: dict[str, str]) -> Report:
+    """The report with one failed row per model that could not be exported."""
+    from tf_parity_export.verify.verifier import ModelReport
+
+    report.models += [ModelReport(name, error=line) for name, line in failed.items()]
+    return report
 
 
 def export_layout(
@@ -61,6 +90,7 @@ def export_layout(
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
     progress: Callable[[str], None] = lambda line: None,
+    allow_uncovered: bool = False,
 ) -> Report | None:
     """Export and verify in a temporary folder, then lay the models out for a server.
 
@@ -75,7 +105,7 @@ def export_layout(
 
     write = LAYOUTS[layout_name]
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        _, report = export_models(names, Path(tmp), opset, verify, progress)
+        _, report = export_models(names, Path(tmp), opset, verify, progress, allow_uncovered)
         if report is None or report:
             for name in names:
                 write(get_spec(name), Path(tmp) / name, Path(out))

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import click
 
-from tf_parity_export.models import MODELS
-from tf_parity_export.verify.cli import finish, pick_names, user_errors
+from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
+from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, user_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, type=click.Choice(sorted(MODELS)))
-@click.option("--all", "all_", is_flag=True, help="Export every registered model.")
+@click.argument("names", nargs=-1, type=ModelName())
+@click.option("--all", "all_", is_flag=True, help="Export every registered model: the seed models and every "
+              "installed plugin's (with --check: the seed models only).")
 @click.option("--out", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
-@click.option("--list", "list_", is_flag=True, help="List the registered models and exit.")
+@click.option("--list", "list_", is_flag=True, help="List the registered models (and where plugins come from) and exit.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (13..18).")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -28,19 +29,19 @@ from tf_parity_export.verify.cli import finish, pick_names, user_errors
 @click.option("--demo", "demo", type=click.Path(file_okay=False, path_type=Path),
               help="Also write a static demo page into this folder: the models run in the visitor's browser "
               "(onnxruntime-web) next to TF's stored outputs. Serve it with: python -m http.server -d DEMO")
+@click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no input was found for "
+              "(an If branch, a Loop count 0/1/many) without failing on them.")
 @user_errors
-def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
-         no_verify: bool, json_path: Path | None, format_: str, check: bool, demo: Path | None) -> None:
+def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int, no_verify: bool,
+         json_path: Path | None, format_: str, check: bool, demo: Path | None, allow_uncovered: bool) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
     and OUT/manifest.json, then runs the verifier (see verify-models) on them.
     """
     if list_:
-        for name, spec in MODELS.items():
-            click.echo(f"{name:16} {spec.summary}")
+        list_models()
         return
-    chosen = pick_names(names, all_)
     if check and format_ != "artifacts":
         raise click.UsageError("--check compares an artifacts folder; it does not take --format")
     if demo is not None and (check or format_ != "artifacts"):
@@ -49,6 +50,8 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .demo import check_demo_dest
 
         check_demo_dest(demo)  # before anything is exported
+    # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
+    chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
     if check:
         from tf_parity_export.models import ArtifactError
 
@@ -63,10 +66,12 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         return
     click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset}, format {format_})", err=True)
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    broken = broken_plugins(all_)
     if format_ == "artifacts":
         from .api import export_models
 
-        _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress)
+        _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress,
+                                  allow_uncovered=allow_uncovered)
         if demo is not None:
             from .demo import SERVE, write_demo
 
@@ -76,6 +81,22 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
     else:
         from .api import export_layout
 
-        report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress)
+        report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress,
+                               allow_uncovered=allow_uncovered)
     if report is not None:
-        finish(report, json_path, out if format_ == "artifacts" else None)
+        finish(report, json_path, out if format_ == "artifacts" else None, broken)
+    elif broken:
+        raise UserError("\n".join(line for _, line in broken))
+
+
+def list_models() -> None:
+    """Print every model with its summary and origin; broken plugins are error lines (exit 1)."""
+    from tf_parity_export.models import plugins
+
+    errors = load_plugins()
+    for name, spec in MODELS.items():
+        where = plugins.origin(name)
+        source = f"  [plugin: {where.distribution}, entry point {where.entry_point}]" if where else ""
+        click.echo(f"{name:16} {spec.summary}{source}")
+    if errors:
+        raise UserError("\n".join(line for _, line in errors))

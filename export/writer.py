@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tf_parity_export.models import ModelSpec
+from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
@@ -39,6 +40,7 @@ class ExportResult:
     seconds: float
     sizes: dict[str, int]
     model: Any  # the Keras model exported (the verifier reloads the folder's weights into it)
+    uncovered: tuple[str, ...] = ()  # control-flow paths the coverage search found no input for
 
 
 def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
@@ -48,15 +50,16 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out))
     os.chmod(tmp, 0o777 & ~layout.umask())  # mkdtemp makes 0700; consumers need to read it
     try:
-        model = spec.build()
+        model = build_checked(spec)
         fn = spec.serving_function(model)
+        check_outputs(spec, fn)
         model.save_weights(str(tmp / layout.WEIGHTS))
         export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
         export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE)
         export_onnx(fn, spec, tmp / layout.ONNX, opset)
-        cases = find_coverage_inputs(spec, model)
+        cases, uncovered = _coverage_inputs(spec, model, tmp / layout.ONNX)
         if cases:
-            np.savez(tmp / layout.CASES, **{f"{case}/{spec.inputs[0].name}": x for case, x in cases.items()})
+            np.savez(tmp / layout.CASES, **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
         test_data = _write_test_data(tmp, spec, model, cases)
         card = {
             "schema": layout.SCHEMA_VERSION,
@@ -78,21 +81,43 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     dest = out / spec.name
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size, layout.TFLITE: (dest / layout.TFLITE).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
-    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model)
+    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model, tuple(uncovered))
 
 
-def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[str, np.ndarray]) -> list[dict]:
+def _coverage_inputs(spec: ModelSpec, model: Any, onnx_path: Path) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Inputs covering every control-flow path: the probe's search for a model
+    with a probe (the seed models), else the generic search on the ONNX graph.
+
+    Returns:
+        {case name: feed}, and the paths no input was found for.
+    """
+    if spec.probe:
+        name = spec.inputs[0].name
+        return {case: {name: x} for case, x in find_coverage_inputs(spec, model).items()}, []
+    from tf_parity_export.verify.coverage import find_covering_inputs, has_control_flow
+
+    if not has_control_flow(onnx_path):
+        return {}, []
+    return find_covering_inputs(spec, onnx_path, covered=[c.feed for c in random_cases(spec)])
+
+
+def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[str, dict[str, np.ndarray]]) -> list[dict]:
     """Write the random batches and the coverage cases as ONNX test data sets,
     with TF eager's outputs; boundary cases are left out (another runtime may
     legitimately take the other branch on them)."""
     eager = RUNTIMES[REFERENCE](Subject(spec, folder, model))
     probe = spec.make_probe(model)
+    graph = None
+    if probe is None and coverage:
+        from tf_parity_export.verify.coverage import GraphCoverage
+
+        graph = GraphCoverage(folder / layout.ONNX, spec.name)
     name = spec.inputs[0].name
-    cases = random_cases(spec) + [Case(c, "coverage", {name: x}) for c, x in coverage.items()]
+    cases = random_cases(spec) + [Case(c, "coverage", feed) for c, feed in coverage.items()]
     entries = []
     for case in cases:
-        path = probe.trace(case.feed[name]).to_json() if probe else None
-        if path and path["margin"] < BOUNDARY_MARGIN:
+        path = probe.trace(case.feed[name]).to_json() if probe else graph.trace(case.feed).to_json() if graph else None
+        if path and path["margin"] is not None and path["margin"] < BOUNDARY_MARGIN:
             continue
         folder_name = write_set(folder, len(entries), spec, case.feed, eager.infer(case.feed))
         entries.append({"set": folder_name, "case": case.name, "kind": case.kind, "path": path})

@@ -3,11 +3,11 @@
 Importing this package does not import TensorFlow.
 """
 
-from .errors import ArtifactError, InputError, ParityError, UnknownModelError, UserError
-from .registry import MODELS, get_spec, register
+from .errors import ArtifactError, InputError, ParityError, PluginError, UnknownModelError, UserError
+from .registry import MODELS, all_models, get_spec, load_plugins, register, seed_models
 from .spec import ModelSpec, TensorSig
 
 __all__ = [
-    "MODELS", "ArtifactError", "InputError", "ModelSpec", "ParityError", "TensorSig",
-    "UnknownModelError", "UserError", "get_spec", "register",
+    "MODELS", "ArtifactError", "InputError", "ModelSpec", "ParityError", "PluginError", "TensorSig",
+    "UnknownModelError", "UserError", "all_models", "get_spec", "load_plugins", "register", "seed_models",
 ]

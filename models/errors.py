@@ -25,3 +25,7 @@ class ArtifactError(UserError):
 
 class ParityError(UserError):
     """Runtimes disagree beyond tolerance (or a structure check failed)."""
+
+
+class PluginError(UserError):
+    """A model from another distribution's entry point that cannot be used as registered."""

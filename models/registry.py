@@ -1,7 +1,13 @@
-"""The registry: one entry per model. Adding a model is a module plus one `register`."""
+"""The registry: one entry per model. Adding a model is a module plus one `register`.
+
+The seed models register here; models of other installed distributions join
+through entry points (models/plugins.py), loaded on first need: `all_models()`
+or `get_spec` with a name that is not a seed model.
+"""
 
 from __future__ import annotations
 
+from . import plugins
 from .errors import UnknownModelError
 from .spec import ModelSpec, TensorSig
 
@@ -17,12 +23,38 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a model up by name; an unknown name lists the known ones."""
+    """Look a model up by name (loading plugins for a name that is not a seed
+    model); an unknown name lists the known ones."""
+    if name not in MODELS:
+        load_plugins()
     try:
         return MODELS[name]
     except KeyError:
         known = ", ".join(sorted(MODELS))
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> list[tuple[str, str]]:
+    """Load the entry-point plugins once; returns (entry point, one line) per broken one."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        plugins.load(MODELS)
+    return list(plugins.ERRORS)
+
+
+def all_models() -> list[str]:
+    """Every registered model: the seed models, then the plugins' (loads them)."""
+    load_plugins()
+    return list(MODELS)
+
+
+def seed_models() -> list[str]:
+    """The models this package ships (what artifacts/ and `--check` cover)."""
+    return list(SEED_MODELS)
 
 
 # Every seed model takes one float32 input `x` of shape (batch, 20).
@@ -68,3 +100,5 @@ register(ModelSpec(
     probe="tf_parity_export.models.chimera:probe_chimera",
     seed=10,  # see build_chimera: with seed 0 the zero-iteration case is unreachable
 ))
+
+SEED_MODELS = tuple(MODELS)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from tf_parity_export.models import MODELS, UserError
+from tf_parity_export.models import MODELS, UserError, all_models, load_plugins
 
 from .runtimes import RUNTIMES
 
@@ -31,22 +31,53 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class ModelName(click.ParamType):
+    """A registered model name. Plugins load only when a name is not a seed
+    model, so `--help` (and `export-models mlp`) never import them."""
+
+    name = "model"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "MODEL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value not in MODELS:
+            load_plugins()
+        if value not in MODELS:
+            known = ", ".join(repr(n) for n in sorted(MODELS))
+            self.fail(f"{value!r} is not one of {known} (export-models --list shows them)", param, ctx)
+        return value
+
+
 def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
+    """The models asked for; `--all` is every registered model, plugins' included."""
     if all_ and names:
         raise click.UsageError("give model names or --all, not both")
     if not all_ and not names:
-        raise click.UsageError(f"name a model or pass --all (models: {', '.join(sorted(MODELS))})")
-    return list(MODELS) if all_ else list(dict.fromkeys(names))
+        raise click.UsageError(f"name a model or pass --all (models: {', '.join(sorted(MODELS))}; "
+                               "export-models --list shows plugins too)")
+    return all_models() if all_ else list(dict.fromkeys(names))
 
 
-def finish(report: Any, json_path: Path | None, artifacts: Path | None, tolerances: bool = False) -> None:
+def broken_plugins(all_: bool) -> list[tuple[str, str]]:
+    """(entry point, line) for each plugin that failed to load, when --all asked for every model."""
+    from tf_parity_export.models import plugins
+
+    return list(plugins.ERRORS) if all_ else []
+
+
+def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: list[tuple[str, str]] = (),
+           tolerances: bool = False) -> None:
     """Print the table, write the reports (JSON and, beside it, the same data
-    as a page; also into `artifacts`, when given), and raise once if anything failed."""
+    as a page; also into `artifacts`, when given), and raise once if anything
+    failed. A broken plugin (`broken`) is a failed row: --all asked for it."""
     from tf_parity_export.models import ParityError
 
     from .layout import REPORT
     from .render import table, write_report
+    from .verifier import ModelReport
 
+    report.models += [ModelReport(name, error=line) for name, line in broken]
     click.echo(table(report, tolerances))
     if artifacts is not None and artifacts.is_dir():
         write_report(report, artifacts / REPORT)
@@ -57,8 +88,8 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, toleranc
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, type=click.Choice(sorted(MODELS)))
-@click.option("--all", "all_", is_flag=True, help="Verify every registered model.")
+@click.argument("names", nargs=-1, type=ModelName())
+@click.option("--all", "all_", is_flag=True, help="Verify every registered model (plugins' included).")
 @click.option("--artifacts", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder written by export-models.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -75,9 +106,12 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, toleranc
               help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
               "and print the speed-up over TF eager (with --json, also write it there).")
+@click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no case reaches "
+              "(an If branch, a Loop count 0/1/many) without failing on them.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
-         inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool) -> None:
+         inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool,
+         allow_uncovered: bool) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
@@ -106,7 +140,8 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         return
     from .verifier import verify_models
 
-    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require), json_path, artifacts, tolerances)
+    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered),
+           json_path, artifacts, broken_plugins(all_), tolerances)
 
 
 def parse_require(text: str) -> dict[str, float | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
 from .verifier import STORED, ModelReport, Report
 
@@ -56,6 +57,7 @@ def table(report: Report, tolerances: bool = False) -> str:
         notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
     notes += _reduced_notes(report)
     for m in report.models:
+        notes += graph_coverage_lines(m)
         if m.coverage:
             got = ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in m.coverage.items())
             notes.append(f"{m.model} control-flow coverage: {got}")

@@ -61,6 +61,11 @@ class ModelReport:
     coverage: dict[str, list[str]] = field(default_factory=dict)
     precision: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> mode and worst error
     error: str = ""
+    # generic control-flow coverage measured on model.onnx (verify/coverage.py): its
+    # nodes, and the path each case took; `allow_uncovered` reports missing paths without failing
+    graph_sites: list[Any] = field(default_factory=list)
+    graph_paths: dict[str, Any] = field(default_factory=dict)
+    allow_uncovered: bool = False
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
         """One line per problem; empty when this model passed."""
@@ -77,13 +82,18 @@ class ModelReport:
                     lines.append(f"{self.model}/{r.runtime}: case {r.case}: output {o.output!r} "
                                  f"max abs error {o.max_abs:.3g}, max rel {o.max_rel:.3g} at {o.worst_index} "
                                  f"exceeds atol={o.atol:g} and rtol={o.rtol:g}" + (f" ({o.note})" if o.note else ""))
-        lines += [f"{self.model}: no input covers '{need}' (coverage)" for need, hits in self.coverage.items() if not hits]
+        if not self.allow_uncovered:
+            lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
+                      for need, hits in self.coverage.items() if not hits]
         return lines
 
     def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
         return {"model": self.model, "passed": not self.failures(required), "error": self.error,
                 "reference": self.reference,
                 "runtimes": self.runtimes, "precision": self.precision, "cases": self.cases, "coverage": self.coverage,
+                "allow_uncovered": self.allow_uncovered,
+                "graph_coverage": {"nodes": [s.to_json() for s in self.graph_sites],
+                                   "cases": {k: p.to_json() for k, p in self.graph_paths.items()}},
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
 
 
@@ -139,12 +149,16 @@ def tool_versions(env: dict[str, Any]) -> dict[str, str]:
 
 
 def stored_cases(folder: Path) -> list[Case]:
-    """The control-flow coverage inputs the exporter found and stored."""
+    """The control-flow coverage inputs the exporter found and stored (keys "<case>/<input name>")."""
     path = folder / layout.CASES
     if not path.exists():
         return []
+    feeds: dict[str, dict[str, np.ndarray]] = {}
     with np.load(path, allow_pickle=False) as data:
-        return [Case(key.split("/")[0], "coverage", {key.split("/")[1]: data[key]}) for key in sorted(data.files)]
+        for key in sorted(data.files):
+            case, _, name = key.partition("/")
+            feeds.setdefault(case, {})[name] = data[key]
+    return [Case(case, "coverage", feed) for case, feed in feeds.items()]
 
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
@@ -165,7 +179,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     """
     if scope is None:
         with RunScope() as own:
-            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, own)
+            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.read_card(folder, spec.name)
@@ -188,21 +202,32 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         return report
 
     probe = spec.make_probe(model) if model is not None else None
+    try:
+        _measure_graph_coverage(report, folder, cases)
+    except UserError as e:
+        report.error = str(e)
+        return report
     recorded = {s.case.name: s.path for s in stored}
     for case in cases:
         info: dict[str, Any] = {"name": case.name, "kind": case.kind,
                                 "batch": int(next(iter(case.feed.values())).shape[0])}
         if probe is not None:
             info["path"] = probe.trace(next(iter(case.feed.values()))).to_json()
+        elif recorded.get(case.name) and spec.probe:  # the probe's path, recorded at export (no TensorFlow here)
+            info["path"] = {**recorded[case.name], "source": "recorded at export"}
+        elif case.name in report.graph_paths:
+            info["path"] = report.graph_paths[case.name].to_json()
         elif recorded.get(case.name):
             info["path"] = {**recorded[case.name], "source": "recorded at export"}
-        if "path" in info and info["path"]["margin"] < BOUNDARY_MARGIN:
+        if "path" in info and info["path"].get("margin") is not None and info["path"]["margin"] < BOUNDARY_MARGIN:
             info["kind"] = "boundary"
         report.cases.append(info)
     boundary = {c["name"] for c in report.cases if c["kind"] == "boundary"}
     if spec.probe and user_case is None:
         counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
+    elif report.graph_sites and user_case is None:
+        report.coverage = _generic_coverage(report, boundary)
 
     subject = Subject(spec, folder, model, scope)
     if model is not None:
@@ -268,10 +293,36 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
     }
 
 
+def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]) -> None:
+    """Generic control-flow coverage (verify/coverage.py): the path every case
+    takes through model.onnx's If and Loop nodes, measured in onnxruntime."""
+    from .coverage import GraphCoverage, has_control_flow
+
+    if not has_control_flow(folder / layout.ONNX):
+        return
+    graph = GraphCoverage(folder / layout.ONNX, report.model)
+    report.graph_sites = graph.sites
+    for case in cases:
+        try:
+            report.graph_paths[case.name] = graph.trace(case.feed)
+        except Exception:  # onnxruntime failing on this input: the ONNX runtimes report it as a finding
+            continue
+
+
+def _generic_coverage(report: ModelReport, boundary: set[str]) -> dict[str, list[str]]:
+    """For a model without a probe: every If branch and Loop count class, and the cases reaching it."""
+    from .coverage import coverage_of
+
+    counted = {k: p for k, p in report.graph_paths.items() if k not in boundary}
+    return coverage_of(report.graph_sites, counted)
+
+
 def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebuilt: Any = None) -> Any:
     """The Keras model from the registry (or `prebuilt`, the same architecture
     already built) with the folder's weights loaded into it."""
-    model = prebuilt if prebuilt is not None else spec.build(card.get("seed", spec.seed))
+    from tf_parity_export.models.plugins import build_checked
+
+    model = prebuilt if prebuilt is not None else build_checked(spec, card.get("seed", spec.seed))
     try:
         model.load_weights(str(folder / layout.WEIGHTS))
     except (OSError, ValueError) as e:
@@ -313,6 +364,7 @@ def verify_models(
     inputs: Path | None = None,
     models: dict[str, Any] | None = None,
     require: dict[str, float | None] | None = None,
+    allow_uncovered: bool = False,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -330,6 +382,8 @@ def verify_models(
             is reduced (bf16, tf32, fp16, auto), each with an atol to hold it
             to, or None for the model's tolerance. Runtimes named in
             `runtimes` are required too, at the model's tolerance.
+        allow_uncovered: report control-flow paths no case reaches without
+            failing on them.
 
     Without TensorFlow (an environment with only onnxruntime and onnx), the
     stored test data sets are replayed on the ONNX runtimes instead.
@@ -354,4 +408,6 @@ def verify_models(
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
                                 prebuilt.get(s.name), required, scope) for s in specs]
         services = scope.environment()  # e.g. the browser's version
+    for r in reports:
+        r.allow_uncovered = allow_uncovered
     return Report(reports, set(required), time.perf_counter() - start, {**environment(), **services})

@@ -1,0 +1,1 @@
+"""An example tf-parity-export plugin (see spec.py and model.py)."""

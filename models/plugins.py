@@ -1,0 +1,197 @@
+"""Models from other installed distributions, through the entry-point group `tf_parity_export.models`.
+
+A distribution declares, in its pyproject.toml:
+
+    [project.entry-points."tf_parity_export.models"]
+    my_model = "my_package.spec:SPEC"
+
+The entry point names a `ModelSpec`, or a callable returning one or several.
+Discovery reads installed metadata only; the plugin modules (which usually
+import TensorFlow) are imported on first need: `--list`, `--all`, or a
+model name that is not a seed model. `--help` never loads them.
+
+Each entry point is loaded inside its own try (as pluggy loads pytest's
+`pytest11` plugins, but without letting one failure stop the rest): a broken
+one becomes one line naming the entry point and its distribution, and every
+other model is still usable.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .errors import PluginError
+from .spec import ModelSpec, TensorSig
+
+GROUP = "tf_parity_export.models"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # also a folder name under artifacts/
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a plugin model came from."""
+
+    entry_point: str
+    value: str
+    distribution: str
+
+    def __str__(self) -> str:
+        return f"entry point {self.entry_point!r} ({self.value}) of distribution {self.distribution}"
+
+
+# model name -> where it came from; filled by `load`
+ORIGINS: dict[str, Origin] = {}
+# (entry point name, one line) per broken entry point; filled by `load`
+ERRORS: list[tuple[str, str]] = []
+
+
+def entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The group's entry points, from installed metadata only (nothing is imported)."""
+    eps = importlib.metadata.entry_points(group=GROUP)
+    return sorted(eps, key=lambda ep: (_dist(ep), ep.name))
+
+
+def _dist(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+
+
+def load(registry: dict[str, ModelSpec]) -> None:
+    """Import every entry point and add its specs to `registry`; record the broken ones in ERRORS."""
+    for ep in entry_points():
+        origin = Origin(ep.name, ep.value, _dist(ep))
+        try:
+            specs = _specs(ep.load(), ep.name)
+            for spec in specs:
+                check_spec(spec)
+        except PluginError as e:
+            ERRORS.append((ep.name, f"plugin {origin}: {e}"))
+            continue
+        except Exception as e:  # importing someone else's module may raise anything
+            ERRORS.append((ep.name, f"plugin {origin}: cannot be loaded ({type(e).__name__}: {_first_line(e)})"))
+            continue
+        for spec in specs:
+            if spec.name in registry:
+                where = ORIGINS.get(spec.name)
+                ERRORS.append((ep.name, f"plugin {origin}: model name {spec.name!r} is already registered by "
+                               f"{'the ' + str(where) if where else 'tf-parity-export itself'}; rename it"))
+                continue
+            registry[spec.name] = spec
+            ORIGINS[spec.name] = origin
+
+
+def _specs(obj: Any, ep_name: str) -> list[ModelSpec]:
+    if isinstance(obj, ModelSpec):
+        return [obj]
+    if not callable(obj):
+        raise PluginError(f"names a {type(obj).__name__}, not a ModelSpec or a callable returning ModelSpecs")
+    try:
+        result = obj()
+    except Exception as e:
+        raise PluginError(f"calling it raised {type(e).__name__}: {_first_line(e)}") from None
+    items = [result] if isinstance(result, ModelSpec) else result
+    if not isinstance(items, Iterable) or isinstance(items, (str, bytes)):
+        raise PluginError(f"returned a {type(result).__name__}, not a ModelSpec or a list of them")
+    items = list(items)
+    bad = [type(i).__name__ for i in items if not isinstance(i, ModelSpec)]
+    if bad or not items:
+        raise PluginError(f"returned {bad[0] if bad else 'nothing'}, not a ModelSpec")
+    return items
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Refuse a spec whose fields cannot work (checked without importing TensorFlow)."""
+    import numpy as np
+
+    def bad(what: str) -> PluginError:
+        return PluginError(f"model {spec.name!r}: {what}")
+
+    if not isinstance(spec.name, str) or not _SAFE_NAME.match(spec.name):
+        raise PluginError(f"model name {spec.name!r} is not a plain name (letters, digits, _ . -)")
+    if not isinstance(spec.builder, str) or not _REFERENCE.match(spec.builder):
+        raise bad(f"builder {spec.builder!r} is not a 'module:function' string")
+    if spec.probe is not None and (not isinstance(spec.probe, str) or not _REFERENCE.match(spec.probe)):
+        raise bad(f"probe {spec.probe!r} is not a 'module:function' string")
+    for side, sigs in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+        if not isinstance(sigs, tuple) or not sigs or not all(isinstance(t, TensorSig) for t in sigs):
+            raise bad(f"{side} must be a non-empty tuple of TensorSig")
+        names = [t.name for t in sigs]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise bad(f"{side} names {names} must be unique, non-empty strings")
+        for t in sigs:
+            try:
+                np.dtype(t.dtype)
+            except TypeError:
+                raise bad(f"{side} {t.name!r} has dtype {t.dtype!r}, not a numpy dtype name") from None
+            if not isinstance(t.shape, tuple) or not all(d is None or (isinstance(d, int) and d > 0) for d in t.shape):
+                raise bad(f"{side} {t.name!r} has shape {t.shape!r}; use a tuple of positive ints and None")
+    if any(not t.shape or t.shape[0] is not None for t in spec.inputs):
+        raise bad("every input needs the batch dimension first, as None: shape=(None, ...)")
+    for tol in ("atol", "rtol"):
+        value = getattr(spec, tol)
+        if not isinstance(value, (int, float)) or not value >= 0:
+            raise bad(f"{tol}={value!r} must be a number >= 0")
+    if not isinstance(spec.seed, int):
+        raise bad(f"seed={spec.seed!r} must be an int")
+    if not isinstance(spec.control_flow, tuple) or not all(isinstance(op, str) for op in spec.control_flow):
+        raise bad(f"control_flow={spec.control_flow!r} must be a tuple of ONNX op names")
+
+
+def origin(name: str) -> Origin | None:
+    """Where a registered model came from (None for the seed models)."""
+    return ORIGINS.get(name)
+
+
+def build_checked(spec: ModelSpec, seed: int | None = None) -> Any:
+    """Build `spec`'s model; a plugin's failing builder is one PluginError line, not a traceback.
+
+    A seed model's failing builder is a bug and keeps its traceback.
+    """
+    where = origin(spec.name)
+    if where is None:
+        return spec.build(seed)
+    try:
+        model = spec.build(seed)
+    except Exception as e:
+        raise PluginError(f"{spec.name} (plugin {where}): builder {spec.builder} raised "
+                          f"{type(e).__name__}: {_first_line(e)}") from None
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise PluginError(f"{spec.name} (plugin {where}): builder {spec.builder} returned a "
+                          f"{type(model).__name__}, not a keras.Model")
+    if not model.built or not model.weights:
+        raise PluginError(f"{spec.name} (plugin {where}): builder {spec.builder} returned a Keras model that "
+                          "is not built (call it once on an input batch before returning it)")
+    return model
+
+
+def check_outputs(spec: ModelSpec, fn: Any) -> None:
+    """The serving function's outputs must match the declared signature (count, rank, dims, dtype)."""
+    where = origin(spec.name)
+    label = f"{spec.name} (plugin {where})" if where else spec.name
+    try:
+        outputs = fn.get_concrete_function().structured_outputs
+    except Exception as e:
+        if where is None:
+            raise
+        raise PluginError(f"{label}: the model cannot be traced with its declared inputs "
+                          f"{[t.to_json() for t in spec.inputs]} ({type(e).__name__}: {_first_line(e)})") from None
+    for sig in spec.outputs:
+        got = outputs[sig.name]
+        shape = tuple(got.shape.as_list()) if got.shape.rank is not None else None
+        ok = (shape is not None and len(shape) == len(sig.shape)
+              and all(w is None or g is None or w == g for w, g in zip(sig.shape, shape))
+              and got.dtype.name == sig.dtype)
+        if not ok:
+            raise PluginError(f"{label}: output {sig.name!r} is {got.dtype.name} {shape}, "
+                              f"the spec declares {sig.dtype} {sig.shape}")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "(no message)"
