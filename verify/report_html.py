@@ -44,7 +44,7 @@ h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse} td,th{padding:4px 8px}
 table.matrix th{font-weight:600;font-size:12px;text-align:center;vertical-align:bottom}
 table.matrix th.model{text-align:left;font-size:14px;white-space:nowrap;padding-right:14px}
-table.matrix td.cell{min-width:96px;height:46px;white-space:nowrap;padding:2px 5px;text-align:center;border:2px solid #fff;font-size:12px;line-height:1.25}
+table.matrix td.cell{min-width:78px;height:46px;white-space:nowrap;padding:2px 4px;text-align:center;border:2px solid #fff;font-size:11px;line-height:1.25}
 td.cell b{font-size:13px} td.cell .small{font-size:11px} .tag{display:inline-block;font-size:10px;padding:0 4px;border-radius:3px;background:rgba(255,255,255,.75);color:#222;margin-left:2px}
 td.unavailable{background:repeating-linear-gradient(45deg,#eceef1,#eceef1 6px,#f7f8fa 6px,#f7f8fa 12px)!important;color:#7a828c;outline:1px dashed #b8bec6;outline-offset:-3px}
 td.error{background:#2b0b0e!important;color:#ffb4ab}
@@ -68,7 +68,10 @@ code{font-family:ui-monospace,Menlo,monospace;font-size:12px;background:#eef0f3;
 def render_html(report_json: dict[str, Any]) -> str:
     """The whole page for one verification report (the dict `Report.to_json()` returns)."""
     models = report_json.get("models", [])
-    runtimes = list(dict.fromkeys(rt for m in models for rt in m.get("runtimes", {})))
+    every = list(dict.fromkeys(rt for m in models for rt in m.get("runtimes", {})))
+    # a runtime unavailable for every model gets no column, only its reason under the matrix
+    runtimes = [rt for rt in every
+                if any(not m.get("runtimes", {}).get(rt, "unavailable").startswith("unavailable") for m in models)]
     passed = bool(report_json.get("passed"))
     reference = next((m.get("reference") for m in models if m.get("reference")), "tf_eager")
     parts = [
@@ -78,7 +81,8 @@ def render_html(report_json: dict[str, Any]) -> str:
         f"<style>{CSS}</style></head><body>",
         "<h1>tf-parity-export: do all runtimes compute the same function?</h1>",
         f"<p><span class='verdict {'pass' if passed else 'fail'}'>{'PASSED' if passed else 'FAILED'}</span> "
-        f"<span class='muted'>{len(models)} models &times; {len(runtimes)} runtimes in "
+        f"<span class='muted'>{len(models)} models &times; {len(runtimes)} runtimes "
+        f"({len(every) - len(runtimes)} more unavailable here) in "
         f"{_num(report_json.get('seconds'), '.1f')} s; reference: {_e(reference)}</span></p>",
     ]
     failures = report_json.get("failures") or []
@@ -184,7 +188,9 @@ def _cell(model: dict[str, Any], runtime: str) -> str:
     reduced = not prec["exact"]
     if reduced:
         classes.append("reduced")
-        tags.append(prec["mode"])
+        # what it actually computes in: "auto" alone would hide that the device picked bf16
+        computes = prec.get("computes_in")
+        tags.append(computes if computes and computes not in (prec["mode"], "unknown") else prec["mode"])
     if "measured" in s["statuses"]:
         classes.append("measured")
         tags.append("measured")
@@ -210,7 +216,7 @@ def _cell(model: dict[str, Any], runtime: str) -> str:
 
 
 def _matrix(models: list[dict[str, Any]], runtimes: list[str]) -> str:
-    head = "".join(f"<th>{_e(rt)}</th>" for rt in runtimes)
+    head = "".join(f"<th>{_e(rt).replace('_', '_<wbr>')}</th>" for rt in runtimes)  # long names may wrap
     rows = []
     for m in models:
         cells = "".join(_cell(m, rt) for rt in runtimes)
