@@ -40,18 +40,36 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
 
 
 def finish(report: Any, json_path: Path | None, artifacts: Path | None) -> None:
-    """Print the table, write the JSON reports (also into `artifacts`, when
-    given), and raise once if anything failed."""
+    """Write the JSON reports, then print the table and its verdict, then raise
+    once if anything failed, so the printed verdict and the exit status agree.
+
+    The copy in `artifacts` is a courtesy: if it cannot be written (a
+    read-only folder) that is a warning. `--json PATH` was asked for: if it
+    cannot be written, the verdict printed is FAILED and the exit status 1.
+    """
     from tf_parity_export.models import ParityError
 
     from .layout import REPORT
     from .render import table, write_report
 
-    click.echo(table(report))
     if artifacts is not None and artifacts.is_dir():
-        write_report(report, artifacts / REPORT)
+        try:
+            write_report(report, artifacts / REPORT)
+        except UserError as e:
+            click.echo(f"warning: {e}; the report was not saved there", err=True)
+    unwritten = None
     if json_path:
-        write_report(report, json_path)
+        try:
+            write_report(report, json_path)
+        except UserError as e:
+            unwritten = e
+    text = table(report)
+    if unwritten is not None:
+        # The table's last line is its verdict: replace it, since the run did not do what was asked.
+        text = text.rsplit("\n", 1)[0] + "\nFAILED: --json report not written"
+    click.echo(text)
+    if unwritten is not None:
+        raise unwritten
     if not report:
         raise ParityError("\n".join(report.failures()))
 
@@ -80,8 +98,11 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     """
     chosen = pick_names(names, all_)
     runtimes = None
-    if providers:
+    if providers is not None:
         runtimes = [p.strip() for p in providers.split(",") if p.strip()]
+        if not runtimes:
+            raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
+                                     param_hint="--providers")
         unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
         if unknown:
             raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
@@ -93,9 +114,11 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         from .layout import write_json
 
         result = benchmark(chosen, artifacts, runtimes)
-        click.echo(table(result))
         if json_path:
-            write_json(json_path, result)
+            write_json(json_path, result)  # before the table: a failed write is the verdict
+        click.echo(table(result))
+        if result["failures"]:
+            raise UserError("\n".join(result["failures"]))
         return
     from .verifier import verify_models
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .layout import write_json
-from .verifier import STORED, ModelReport, Report
+from .verifier import APART, STORED, ModelReport, Report
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -17,14 +17,15 @@ def _cell(m: ModelReport, runtime: str) -> str:
     if state.startswith("error"):
         return "ERROR"
     results = [r for r in m.results if r.runtime == runtime]
-    counted = [r for r in results if r.status != "boundary"]
+    counted = [r for r in results if r.status not in APART.values()]
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
         text = "ERROR"
     else:
         text = ("ok " if all(r.status == "passed" for r in counted) else "FAIL ") + f"{worst:.1e}"
-    boundary = len(results) - len(counted)
-    return text + (f" +{boundary}b" if boundary else "")
+    boundary = sum(r.status == "boundary" for r in results)
+    capped = sum(r.status == "loop_cap" for r in results)
+    return text + (f" +{boundary}b" if boundary else "") + (f" +{capped}c" if capped else "")
 
 
 def table(report: Report) -> str:
@@ -53,10 +54,16 @@ def table(report: Report) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
+            elif c["kind"] == "capped":
+                notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
+                             f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "
+                             f"{c['path']['iterations']}-iteration cap (the seed's loop never ends on this input); "
+                             "reported, not counted as a pass")
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")
-    cells = f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases not counted"
+    cells = (f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases, "
+             "+Nc = N loop-cap cases, run but not counted")
     verdict = f"{'PASSED' if report else 'FAILED'} in {report.seconds:.1f} s"
     return "\n".join([*lines, "", cells, *notes, verdict])
 

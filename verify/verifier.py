@@ -18,12 +18,19 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 
 from . import layout
 from .compare import OutputComparison, compare_output
-from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
+from .inputs import BOUNDARY_MARGIN, Case, load_npz, random_cases, read_npz, validate_feed
 from .runtimes import REFERENCE, RUNTIMES, Subject, Unavailable
 from .structure import Check, onnx_checks, saved_model_checks
 from .test_data import read_sets
 
 REPORT_SCHEMA = "tf-parity-report/1"
+# Cases that run on every runtime but are reported apart, never counted as passes:
+# on a decision boundary (float rounding may take either side), or driving a
+# loop to its iteration cap (the seed's loop would never end on that input).
+APART = {"boundary": "boundary", "capped": "loop_cap"}
+# A row-wise model (every output keeps the batch dimension) runs a large batch
+# in chunks of this many rows, so memory does not grow with the batch.
+CHUNK_ROWS = 1 << 16
 STORED = "stored test data (TF eager outputs recorded at export)"
 REQUIRED_PATHS = {
     "loop ran 0 times": lambda p: p["iterations"] == 0,
@@ -36,7 +43,8 @@ REQUIRED_PATHS = {
 
 @dataclass
 class CaseResult:
-    """One case through one runtime. `status`: passed, failed, boundary or error."""
+    """One case through one runtime. `status`: passed, failed, error, or one of
+    the statuses of cases run but not counted (`APART`)."""
 
     runtime: str
     case: str
@@ -76,6 +84,11 @@ class ModelReport:
                                  f"max abs error {o.max_abs:.3g}, max rel {o.max_rel:.3g} at {o.worst_index} "
                                  f"exceeds atol={o.atol:g} and rtol={o.rtol:g}" + (f" ({o.note})" if o.note else ""))
         lines += [f"{self.model}: no input covers '{need}' (coverage)" for need, hits in self.coverage.items() if not hits]
+        counted = [c for c in self.cases if c["kind"] not in APART]
+        if self.cases and not counted and self.results:
+            kinds = sorted({APART[c["kind"]] for c in self.cases})
+            lines.append(f"{self.model}: no case was compared: all {len(self.cases)} are {' or '.join(kinds)} "
+                         "cases, reported but not counted; give inputs away from the thresholds")
         return lines
 
     def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
@@ -136,19 +149,24 @@ def tool_versions(env: dict[str, Any]) -> dict[str, str]:
     return {"python": ".".join(env["python"].split(".")[:2]), **{k: env[k] for k in keep}}
 
 
-def stored_cases(folder: Path) -> list[Case]:
-    """The control-flow coverage inputs the exporter found and stored."""
+def stored_cases(folder: Path, name: str = "") -> list[Case]:
+    """The control-flow coverage inputs the exporter found and stored (keys "<case>/<input>")."""
     path = folder / layout.CASES
     if not path.exists():
         return []
-    with np.load(path, allow_pickle=False) as data:
-        return [Case(key.split("/")[0], "coverage", {key.split("/")[1]: data[key]}) for key in sorted(data.files)]
+    data = read_npz(path, error=ArtifactError)
+    if not all(key.count("/") == 1 and all(key.split("/")) for key in data):
+        raise ArtifactError(f"{name}: {layout.CASES} has keys {sorted(data)[:5]}, not '<case>/<input>'; "
+                            f"re-export with `export-models {name}`")
+    return [Case(key.split("/")[0], "coverage", {key.split("/")[1]: data[key]}) for key in sorted(data)]
 
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
                  with_tf: bool = True, prebuilt: Any = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
+    Nothing in the folder is parsed or loaded before every integrity check
+    passed (`layout.check_folder`: paths, hashes, unlisted files, the manifest).
     With TensorFlow, the reference is TF eager on the model rebuilt from the
     folder's weights, and the stored test data must match it. Without
     TensorFlow, the stored test data sets are replayed: their outputs, TF
@@ -156,9 +174,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     """
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
-        card = layout.read_card(folder, spec.name)
-        layout.check_files(folder, spec.name, card)
-        layout.check_onnx_external_data(folder, spec.name, card)
+        card = layout.check_folder(folder.parent, folder.name)
         stored = read_sets(folder, spec, card)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
@@ -167,8 +183,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         if model is None:
             cases = [s.case for s in stored]
         else:
-            cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder)
-        for case in cases:
+            cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder, spec.name)
+        for case in [*cases, *(s.case for s in stored)]:
             validate_feed(spec, case.feed, f"{spec.name}: case {case.name}")
         report.checks += onnx_checks(spec, folder)
     except UserError as e:
@@ -184,18 +200,20 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             info["path"] = probe.trace(next(iter(case.feed.values()))).to_json()
         elif recorded.get(case.name):
             info["path"] = {**recorded[case.name], "source": "recorded at export"}
-        if "path" in info and info["path"]["margin"] < BOUNDARY_MARGIN:
+        if "path" in info and info["path"].get("capped"):
+            info["kind"] = "capped"
+        elif "path" in info and info["path"]["margin"] < BOUNDARY_MARGIN:
             info["kind"] = "boundary"
         report.cases.append(info)
-    boundary = {c["name"] for c in report.cases if c["kind"] == "boundary"}
+    apart = {c["name"]: APART[c["kind"]] for c in report.cases if c["kind"] in APART}
     if spec.probe and user_case is None:
-        counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
+        counted = [c for c in report.cases if c["kind"] not in APART and "path" in c]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
 
     subject = Subject(spec, folder, model)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
-        expected = {case.name: reference.infer(case.feed) for case in cases}
+        expected = {case.name: infer(spec, reference, case.feed) for case in cases}
         report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
     else:
         expected = {s.case.name: s.expected for s in stored}
@@ -212,8 +230,29 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         if hasattr(runtime, "signature"):
             report.checks += saved_model_checks(spec, runtime.signature)
         for case in cases:
-            report.results.append(_run_case(spec, runtime, case, expected[case.name], case.name in boundary))
+            report.results.append(_run_case(spec, runtime, case, expected[case.name], apart.get(case.name)))
     return report
+
+
+def infer(spec: ModelSpec, runtime: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`runtime.infer(feed)`; a row-wise model (every input and output keeps the
+    batch dimension) takes a batch larger than CHUNK_ROWS in chunks, so that a
+    million rows through a 256-wide layer never sit in memory at once.
+    A model that sums over the batch cannot be split: it gets the whole batch."""
+    batch = next(iter(feed.values())).shape[0]
+    row_wise = all(t.shape[:1] == (None,) for t in (*spec.inputs, *spec.outputs))
+    if batch <= CHUNK_ROWS or not row_wise:
+        return runtime.infer(feed)
+    parts = [runtime.infer({k: v[i:i + CHUNK_ROWS] for k, v in feed.items()}) for i in range(0, batch, CHUNK_ROWS)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _terms(spec: ModelSpec, output: str, feed: dict[str, np.ndarray]) -> int:
+    """How many float32 terms each element of `output` sums (1 for a row-wise output)."""
+    sig = next((t for t in spec.outputs if t.name == output), None)
+    if sig is None or not sig.sums_per_row:
+        return 1
+    return int(next(iter(feed.values())).shape[0]) * sig.sums_per_row
 
 
 def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebuilt: Any = None) -> Any:
@@ -222,7 +261,7 @@ def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebui
     model = prebuilt if prebuilt is not None else spec.build(card.get("seed", spec.seed))
     try:
         model.load_weights(str(folder / layout.WEIGHTS))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # h5py's errors on damaged files
         raise ArtifactError(f"{spec.name}: {layout.WEIGHTS} cannot be loaded ({str(e).splitlines()[0]})") from None
     return model
 
@@ -237,19 +276,23 @@ def _stored_outputs_check(spec: ModelSpec, stored: list[Any], reference: Any, ex
     for s in stored:
         same = s.case.name in fresh and all(np.array_equal(fresh[s.case.name][k], v) for k, v in s.case.feed.items())
         now = expected[s.case.name] if same else reference.infer(s.case.feed)
-        if not all(compare_output(k, s.expected[k], v, spec.atol, spec.rtol) for k, v in now.items()):
+        if not all(compare_output(k, s.expected[k], v, spec.atol, spec.rtol, _terms(spec, k, s.case.feed))
+                   for k, v in now.items()):
             bad.append(s.case.name)
     detail = f"{len(stored)} test data sets match TF eager" if not bad else f"outputs differ from TF eager: {bad}"
     return Check("test_data_outputs", not bad, detail)
 
 
-def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool) -> CaseResult:
+def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray],
+              apart: str | None) -> CaseResult:
+    """Run one case; `apart` is the status of a case reported but not counted (see APART)."""
     try:
-        got = runtime.infer(case.feed)
+        got = infer(spec, runtime, case.feed)
     except Exception as e:  # a runtime failing on valid input is a finding, not a crash
         return CaseResult(runtime.name, case.name, "error", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), spec.atol, spec.rtol) for t in spec.outputs]
-    status = "boundary" if boundary else ("passed" if all(outputs) else "failed")
+    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), spec.atol, spec.rtol,
+                              _terms(spec, t.name, case.feed)) for t in spec.outputs]
+    status = apart or ("passed" if all(outputs) else "failed")
     return CaseResult(runtime.name, case.name, status, outputs)
 
 
@@ -279,14 +322,15 @@ def verify_models(
     Returns:
         A `Report`, truthy when everything agreed.
     """
-    from .inputs import load_npz
-
     from tf_parity_export.models.lazy_tf import tensorflow_available
 
     start = time.perf_counter()
     specs = [get_spec(n) for n in names]
     chosen = list(RUNTIMES) if runtimes is None else runtimes
-    user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
+    if not chosen:
+        raise ValueError("verify_models needs at least one runtime to compare (runtimes=None means all)")
+    arrays = read_npz(inputs) if inputs else {}  # read once; every model validates the same arrays
+    user_cases = {s.name: load_npz(inputs, s, arrays) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
     reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf, prebuilt.get(s.name))
