@@ -70,17 +70,19 @@ MAX_INPUT_BYTES = 80 * 2**20
 MAX_MEMBERS = 64
 
 
-def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = InputError) -> dict[str, np.ndarray]:
+def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = InputError,
+             label: str = "") -> dict[str, np.ndarray]:
     """Read an `.npz` of plain numeric arrays, refusing oversized ones before decompressing.
 
     The sizes come from the zip's central directory (what each member
     inflates to; zipfile stops and fails the CRC if a member inflates to
     more) and from each `.npy` header (dtype and shape). Object arrays,
-    bad headers, truncated or non-zip files: one line naming the problem.
+    bad headers, truncated or non-zip files: one line naming the problem
+    (`error` is its type; `label` names the file in it, default its path).
     """
     import zipfile
 
-    where = str(path)
+    where = label or str(path)
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -113,7 +115,8 @@ def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = 
             RuntimeError) as e:
         # zipfile and numpy's format reader raise all of these on damaged bytes
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise error(f"{where}: not a readable .npz file ({detail})") from None
+        fix = "; re-export" if error is not InputError else ""
+        raise error(f"{where}: not a readable .npz file ({detail}){fix}") from None
 
 
 def load_npz(path: Path, spec: ModelSpec, arrays: dict[str, np.ndarray] | None = None) -> Case:

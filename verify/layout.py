@@ -219,10 +219,15 @@ def check_manifest(root: Path, name: str) -> None:
     entry = models.get(name) if isinstance(models, dict) else None
     if not isinstance(entry, dict):
         raise ArtifactError(f"{name}: {path} has no entry for {name}; {fix}")
-    if entry.get("card_sha256") != sha256(root / name / CARD):
+    # An export records the folder it is about to swap in as "pending" first
+    # (export/writer.py), so either card verifies after a kill -9 in between.
+    card_hash, onnx_hash = sha256(root / name / CARD), sha256(root / name / ONNX)
+    pending = entry.get("pending") if isinstance(entry.get("pending"), dict) else {}
+    recorded = [e for e in (entry, pending) if e.get("card_sha256") == card_hash]
+    if not recorded:
         raise ArtifactError(f"{name}: card.json does not match {INDEX} (sha256 mismatch: the card changed "
                             f"since export); {fix}")
-    if entry.get("onnx_sha256") != sha256(root / name / ONNX):
+    if recorded[0].get("onnx_sha256") != onnx_hash:
         raise ArtifactError(f"{name}: {ONNX} does not match {INDEX} (sha256 mismatch); {fix}")
 
 

@@ -21,6 +21,8 @@ def _cell(m: ModelReport, runtime: str) -> str:
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
         text = "ERROR"
+    elif not counted:
+        text = "none"  # every case was reported apart: nothing passed
     else:
         text = ("ok " if all(r.status == "passed" for r in counted) else "FAIL ") + f"{worst:.1e}"
     boundary = sum(r.status == "boundary" for r in results)

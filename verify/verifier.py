@@ -154,7 +154,7 @@ def stored_cases(folder: Path, name: str = "") -> list[Case]:
     path = folder / layout.CASES
     if not path.exists():
         return []
-    data = read_npz(path, error=ArtifactError)
+    data = read_npz(path, error=ArtifactError, label=f"{name}: {layout.CASES}")
     if not all(key.count("/") == 1 and all(key.split("/")) for key in data):
         raise ArtifactError(f"{name}: {layout.CASES} has keys {sorted(data)[:5]}, not '<case>/<input>'; "
                             f"re-export with `export-models {name}`")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from tf_parity_export.models import ArtifactError
 
@@ -39,17 +41,22 @@ def lean_run(evaluator: Any, feed: dict[str, Any]) -> list[Any]:
         if name not in outputs and name not in evaluator.rt_inits_:
             free_after.setdefault(i, []).append(name)
     results: dict[str, Any] = {"": None, **evaluator.rt_inits_, **feed}
-    for i, node in enumerate(nodes):
-        inputs = [results[name] for name in node.input]
-        if node.need_context():
-            produced = node.run(*inputs, context=results, bindings=None)
-        else:
-            produced = node.run(*inputs)
-        del inputs
-        results.update(zip(node.output, produced, strict=False))
-        for name in free_after.get(i, ()):
-            results.pop(name, None)
+    with np.errstate(all="ignore"):  # overflow to inf is a finding for the comparison, not a warning
+        for i, node in enumerate(nodes):
+            _run_node(node, results, free_after.get(i, ()))
     return [results[name] for name in outputs]
+
+
+def _run_node(node: Any, results: dict[str, Any], free: Iterable[str]) -> None:
+    inputs = [results[name] for name in node.input]
+    if node.need_context():
+        produced = node.run(*inputs, context=results, bindings=None)
+    else:
+        produced = node.run(*inputs)
+    del inputs
+    results.update(zip(node.output, produced, strict=False))
+    for name in free:
+        results.pop(name, None)
 
 
 def load(subject: Subject) -> FnRuntime:
