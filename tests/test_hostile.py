@@ -300,7 +300,7 @@ def _peak_child_rss_mib(args: list[str]) -> tuple[subprocess.CompletedProcess, f
 @pytest.fixture(scope="module")
 def million_rows(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("big") / "x.npz"
-    np.savez_compressed(path, x=np.random.default_rng(0).random((1_000_000, 20), dtype=np.float32))
+    np.savez(path, x=np.random.default_rng(0).random((1_000_000, 20), dtype=np.float32))
     return path
 
 
@@ -431,3 +431,43 @@ def test_deeply_nested_or_garbled_card_is_one_line(copy_of, text):
     (root / "mlp" / layout.CARD).write_bytes(text.encode("latin-1"))
     code, out = verify("mlp", "--artifacts", str(root))
     assert code == 1 and len(errors(out)) == 1 and "card.json" in errors(out)[0], out
+
+
+# Beyond the list: what else a hostile user tries.
+
+@pytest.mark.parametrize("kind", ["symlink to /dev/zero", "fifo", "huge"])
+def test_card_that_never_ends_is_refused_without_hanging(copy_of, kind):
+    root = copy_of("mlp")
+    card = root / "mlp" / layout.CARD
+    card.unlink()
+    if kind == "fifo":
+        os.mkfifo(card)
+    elif kind == "huge":
+        card.write_bytes(b" " * (layout.MAX_JSON_BYTES + 1))
+    else:
+        card.symlink_to("/dev/zero")
+    code, out = verify("mlp", "--artifacts", str(root))
+    assert code == 1 and len(errors(out)) == 1 and "card.json is unreadable" in errors(out)[0]
+
+
+def test_newline_in_a_file_name_stays_one_line(copy_of):
+    root = copy_of("mlp")
+    (root / "mlp" / "evil\nerror: all good").write_text("x")
+    [line] = verify_models(["mlp"], root).failures()
+    assert "\n" not in line and line.startswith("mlp: 'evil\\nerror: all good' is in the model folder")
+
+
+def test_inputs_that_are_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.npz")
+    code, out = verify("mlp", "--inputs", str(tmp_path / "pipe.npz"))
+    assert code == 1 and errors(out) == [f"error: {tmp_path / 'pipe.npz'}: not a regular file"]
+
+
+def test_duplicate_array_names_are_refused(tmp_path):
+    path = tmp_path / "dup.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for value in (0.0, 1.0):
+            with archive.open("x.npy", "w") as f:
+                np.lib.format.write_array(f, np.full((1, 20), value, np.float32))
+    code, out = verify("mlp", "--inputs", str(path))
+    assert code == 1 and errors(out) == [f"error: {path}: holds two arrays under one name; refusing the ambiguity"]

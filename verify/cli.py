@@ -108,7 +108,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
             raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
                                      param_hint="--providers")
     if inputs is not None and not inputs.is_file():
-        raise UserError(f"{inputs}: no such file")
+        raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
     if bench:
         from .bench import benchmark, table
         from .layout import write_json

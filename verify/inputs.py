@@ -88,6 +88,9 @@ def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = 
             infos = archive.infolist()
             if len(infos) > MAX_MEMBERS:
                 raise error(f"{where}: holds {len(infos)} arrays; an input .npz holds at most {MAX_MEMBERS}")
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise error(f"{where}: holds two arrays under one name; refusing the ambiguity")
             declared = sum(i.file_size for i in infos)
             if declared > limit + 1024 * len(infos):  # + room for the .npy headers
                 raise error(f"{where}: inflates to {declared / 2**20:.1f} MiB; inputs are limited to "

@@ -92,10 +92,22 @@ def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
         raise UserError(f"{path}: cannot write here ({e.strerror or e})") from None
 
 
+MAX_JSON_BYTES = 16 * 2**20  # a card or manifest is a few KiB
+
+
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; raises OSError or ValueError (deeply nested input included)."""
+    """Parse a small JSON file that must be a regular file (not a symlink, FIFO or
+    device: /dev/zero or a pipe would never end); raises OSError or ValueError
+    (deeply nested input included)."""
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError("a symlink" if stat.S_ISLNK(mode) else "not a regular file")
+    with path.open("rb") as f:
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MiB")
     try:
-        return json.loads(path.read_text())
+        return json.loads(data.decode())
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except UnicodeDecodeError as e:
@@ -183,19 +195,20 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
         for entry in sorted([*dirnames, *filenames]):
             path = base / entry
             rel = path.relative_to(folder).as_posix()
+            shown = rel if rel.isprintable() else repr(rel)  # a newline in a name must not split the line
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
-                raise ArtifactError(f"{name}: {rel} is a symlink; a model folder holds only regular files; refusing it")
+                raise ArtifactError(f"{name}: {shown} is a symlink; a model folder holds only regular files; refusing it")
             if stat.S_ISREG(mode):
                 present[rel] = path
             elif not stat.S_ISDIR(mode):
-                raise ArtifactError(f"{name}: {rel} is not a regular file; refusing it")
+                raise ArtifactError(f"{name}: {shown} is not a regular file; refusing it")
     for rel in sorted(files):
         if rel not in present:
             raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); {fix}")
         if sha256(present[rel]) != files[rel]:
             raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); {fix}")
-    unlisted = sorted(rel for rel in present if rel not in files and rel != CARD)
+    unlisted = sorted(rel if rel.isprintable() else repr(rel) for rel in present if rel not in files and rel != CARD)
     if unlisted:
         raise ArtifactError(f"{name}: {unlisted[0]} is in the model folder but not listed in card.json "
                             f"(unhashed); remove it or {fix}")
