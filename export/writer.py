@@ -8,7 +8,6 @@ model folder.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile

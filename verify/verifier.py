@@ -309,7 +309,8 @@ def verify_models(
         names: registry names.
         artifacts: the folder `export-models` wrote.
         runtimes: runtime names (see `verify.runtimes.RUNTIMES`); None means
-            all. Named ones that turn out unavailable count as failures;
+            all; an empty list is a ValueError (nothing would be compared).
+            Named ones that turn out unavailable count as failures;
             unavailable ones picked by default are only reported.
         inputs: an optional `.npz` (keys = input names) used instead of the
             built-in cases.
