@@ -19,7 +19,9 @@ class TensorSig:
     `sums_per_row`: for an output that sums over the whole batch (no batch
     dimension), how many float32 terms each input row adds to every element;
     the verifier's relative tolerance grows with the number of terms summed
-    (verify/compare.py). 0 for an output computed row by row.
+    (verify/compare.py). 0 for an output computed row by row: a model whose
+    inputs and outputs all keep the batch dimension is taken to compute each
+    row alone, so the verifier may feed a very large batch in chunks.
     """
 
     name: str

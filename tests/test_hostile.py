@@ -463,6 +463,7 @@ def test_inputs_that_are_not_a_regular_file(tmp_path):
     assert code == 1 and errors(out) == [f"error: {tmp_path / 'pipe.npz'}: not a regular file"]
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile warns; writing one is the point
 def test_duplicate_array_names_are_refused(tmp_path):
     path = tmp_path / "dup.npz"
     with zipfile.ZipFile(path, "w") as archive:

@@ -99,7 +99,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     chosen = pick_names(names, all_)
     runtimes = None
     if providers is not None:
-        runtimes = [p.strip() for p in providers.split(",") if p.strip()]
+        runtimes = list(dict.fromkeys(p.strip() for p in providers.split(",") if p.strip()))
         if not runtimes:
             raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
                                      param_hint="--providers")
