@@ -8,7 +8,6 @@ model folder.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -74,6 +73,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "files": layout.hash_tree(tmp),
         }
         layout.write_json(tmp / layout.CARD, card, sort_keys=True)
+        _stage_in_index(out, spec.name, tmp)
         swap_in(tmp, out / spec.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -124,13 +124,35 @@ def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[s
     return entries
 
 
+def _read_index(path: Path) -> dict[str, Any]:
+    try:
+        index = layout.read_json(path)
+    except (OSError, ValueError):
+        index = {}
+    return index if isinstance(index, dict) else {}
+
+
+def _stage_in_index(out: Path, name: str, staged: Path) -> None:
+    """Record the folder about to be swapped in as the model's `pending` entry.
+
+    The verifier accepts the card manifest.json lists or the pending one, so a
+    `kill -9` between the swap and `write_index` leaves a folder that still
+    verifies (old or new, whichever is in place); `write_index` then drops it.
+    """
+    path = out / layout.INDEX
+    index = _read_index(path)
+    models = index.get("models") if isinstance(index.get("models"), dict) else {}
+    entry = models.get(name) if isinstance(models.get(name), dict) else {}
+    entry["pending"] = {"card_sha256": layout.sha256(staged / layout.CARD),
+                        "onnx_sha256": layout.sha256(staged / layout.ONNX)}
+    index["models"] = {**models, name: entry}
+    layout.write_json(path, index, sort_keys=True)
+
+
 def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[str, Any]) -> None:
     """Update manifest.json, the index of every model folder under `out`."""
     path = out / layout.INDEX
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError):
-        index = {}
+    index = _read_index(path)
     models = index.get("models", {}) if isinstance(index.get("models"), dict) else {}
     for r in results:
         models[r.name] = {"folder": r.name, "card_sha256": layout.sha256(r.folder / layout.CARD),

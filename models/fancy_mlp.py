@@ -71,10 +71,13 @@ class ControlPath:
     scaled: bool  # True: the `if` multiplied by 10
     norm: float  # the norm entering the loop
     margin: float  # smallest relative distance of any tested norm to its threshold
+    capped: bool = False  # the loop stopped at MAX_ITERATIONS, not at its condition
 
     def to_json(self) -> dict[str, Any]:
-        return {"iterations": self.iterations, "branch": "scaled" if self.scaled else "kept",
+        path = {"iterations": self.iterations, "branch": "scaled" if self.scaled else "kept",
                 "norm_before_loop": self.norm, "margin": self.margin}
+        # Only when it happened: a capped input is one on which the seed's loop never ends.
+        return {**path, "capped": True} if self.capped else path
 
 
 class LoopProbe:
@@ -104,8 +107,9 @@ class LoopProbe:
                 break
             x, iterations = x / 2, iterations + 1
             norm = float(tf.norm(x))
+        capped = iterations == MAX_ITERATIONS and norm > UPPER
         margin = min(margin, abs(norm - LOWER) / LOWER)
-        return ControlPath(iterations, norm < LOWER, first, margin)
+        return ControlPath(iterations, norm < LOWER, first, margin, capped)
 
 
 def build_fancy_mlp(seed: int) -> keras.Model:

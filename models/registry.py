@@ -79,7 +79,7 @@ register(ModelSpec(
     builder="tf_parity_export.models.fancy_mlp:build_fancy_mlp",
     summary="constant weight, data-dependent while loop and if (scalar output)",
     inputs=X,
-    outputs=(TensorSig("total", ()),),
+    outputs=(TensorSig("total", (), sums_per_row=20),),  # the sum of 20 ReLU activations per row
     control_flow=("Loop", "If"),
     probe="tf_parity_export.models.fancy_mlp:probe_fancy_mlp",
 ))
@@ -95,7 +95,7 @@ register(ModelSpec(
     builder="tf_parity_export.models.chimera:build_chimera",
     summary="Sequential([NestMLP, Dense(20), FancyMLP]) (scalar output)",
     inputs=X,
-    outputs=(TensorSig("total", ()),),
+    outputs=(TensorSig("total", (), sums_per_row=20),),  # the sum of 20 ReLU activations per row
     control_flow=("Loop", "If"),
     probe="tf_parity_export.models.chimera:probe_chimera",
     seed=10,  # see build_chimera: with seed 0 the zero-iteration case is unreachable

@@ -14,11 +14,20 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class TensorSig:
-    """A named tensor. `None` in `shape` is the dynamic batch dimension."""
+    """A named tensor. `None` in `shape` is the dynamic batch dimension.
+
+    `sums_per_row`: for an output that sums over the whole batch (no batch
+    dimension), how many float32 terms each input row adds to every element;
+    the verifier's relative tolerance grows with the number of terms summed
+    (verify/compare.py). 0 for an output computed row by row: a model whose
+    inputs and outputs all keep the batch dimension is taken to compute each
+    row alone, so the verifier may feed a very large batch in chunks.
+    """
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    sums_per_row: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}

@@ -35,6 +35,7 @@ def copy_of(artifacts: Path, tmp_path: Path):
     def make(name: str) -> Path:
         dest = tmp_path / "artifacts"
         shutil.copytree(artifacts / name, dest / name)
+        shutil.copy(artifacts / "manifest.json", dest / "manifest.json")
         return dest
 
     return make
@@ -87,3 +88,26 @@ def _count_colours(browser, png: bytes) -> int:
         }""", base64.b64encode(png).decode())
     finally:
         page.close()
+
+
+def resign_folder(folder: Path) -> None:
+    """Re-sign a model folder after changing it, as an attacker with write access
+    to everything would: card.json's hashes, then manifest.json's entry for the card."""
+    import json
+
+    from tf_parity_export.verify import layout
+
+    card = json.loads((folder / layout.CARD).read_text())
+    card["files"] = layout.hash_tree(folder)
+    (folder / layout.CARD).write_text(json.dumps(card))
+    index_path = folder.parent / layout.INDEX
+    index = json.loads(index_path.read_text())
+    index["models"][folder.name].update(card_sha256=layout.sha256(folder / layout.CARD),
+                                        onnx_sha256=layout.sha256(folder / layout.ONNX))
+    index_path.write_text(json.dumps(index))
+
+
+@pytest.fixture
+def resign():
+    """`resign(folder)`: re-sign a changed model folder's card and manifest entry."""
+    return resign_folder

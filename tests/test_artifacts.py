@@ -70,6 +70,14 @@ def test_one_flipped_byte_is_refused(copy_of, rel):
     assert f"error: fancy_mlp: {rel} changed since export (sha256 mismatch)" in result.output
 
 
+def resign_index(folder: Path) -> None:
+    """Record the (edited) card and ONNX file in manifest.json, as an export would."""
+    index = json.loads((folder.parent / layout.INDEX).read_text())
+    index["models"][folder.name].update(card_sha256=layout.sha256(folder / layout.CARD),
+                                        onnx_sha256=layout.sha256(folder / layout.ONNX))
+    (folder.parent / layout.INDEX).write_text(json.dumps(index))
+
+
 def _edit_card(folder: Path, edit) -> None:
     card = json.loads((folder / layout.CARD).read_text())
     edit(card["files"])
@@ -104,7 +112,10 @@ def test_onnx_external_data_outside_or_unlisted_is_refused(copy_of, tmp_path, lo
     onnx.save(model, str(folder / layout.ONNX))
     if location == "weights.bin":
         (folder / "weights.bin").write_bytes(b"\0" * 64)  # present, but not in the card
+    if location == "weights.bin":
+        (folder / "weights.bin").unlink()  # an unlisted file is refused before the ONNX is read
     _edit_card(folder, lambda files: files.__setitem__(layout.ONNX, layout.sha256(folder / layout.ONNX)))
+    resign_index(folder)
     [line] = verify_models(["mlp"], root).failures()
     assert line.startswith(f"mlp: model.onnx tensor {init.name!r} ")
     assert ("outside the model folder" in line) if location != "weights.bin" else ("does not list" in line)

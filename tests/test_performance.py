@@ -173,7 +173,6 @@ def test_constant_folding_leaves_run_time_conditions():
 def test_bench_reports_latency_and_speedup(artifacts, tmp_path):
     result = CliRunner().invoke(verify_main, ["mlp", "fancy_mlp", "--bench", "--artifacts", str(artifacts),
                                               "--providers", "ort_cpu,ort_cuda", "--json", str(tmp_path / "b.json")])
-    assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["model", "runtime", "b1", "ms", "b64", "ms", "b1", "vs", "eager", "b64", "vs", "eager"]
     data = json.loads((tmp_path / "b.json").read_text())
@@ -184,3 +183,7 @@ def test_bench_reports_latency_and_speedup(artifacts, tmp_path):
         assert rows["tf_eager"]["speedup_1"] == 1.0
         assert rows["ort_cpu"]["batch_64_ms"] > 0 and rows["ort_cpu"]["speedup_1"] > 0
         assert "unavailable" in rows["ort_cuda"] or rows["ort_cuda"]["batch_1_ms"] > 0
+    # ort_cuda was named: where it is unavailable the run says FAILED and exits 1 (the --providers contract)
+    missing = "unavailable" in data["models"]["mlp"]["ort_cuda"]
+    assert result.exit_code == (1 if missing else 0), result.output
+    assert ("FAILED: mlp/ort_cuda: unavailable" in result.output) == missing

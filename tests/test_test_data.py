@@ -104,7 +104,7 @@ def test_tf_free_environment_replays_the_stored_test_data(tf_free_python, artifa
             assert all(m["coverage"].values())
 
 
-def test_tf_free_environment_still_catches_a_mismatch(tf_free_python, copy_of):
+def test_tf_free_environment_still_catches_a_mismatch(tf_free_python, copy_of, resign):
     """A stored output that disagrees with the ONNX model fails the replay (hash re-signed)."""
     root = copy_of("mlp")
     folder = root / "mlp"
@@ -113,9 +113,7 @@ def test_tf_free_environment_still_catches_a_mismatch(tf_free_python, copy_of):
     array = numpy_helper.to_array(tensor).copy()
     array[0, 0] += 1e-3
     target.write_bytes(numpy_helper.from_array(array, tensor.name).SerializeToString())
-    card = json.loads((folder / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(folder)
-    (folder / layout.CARD).write_text(json.dumps(card))
+    resign(folder)
     result = subprocess.run([str(tf_free_python / "verify-models"), "mlp", "--artifacts", str(root),
                              "--providers", "ort_cpu"], capture_output=True, text=True)
     assert result.returncode == 1
@@ -142,7 +140,7 @@ def test_node_runtime_ran_or_says_why(report):
 
 
 @pytest.mark.skipif(not node_ready(), reason="node or onnxruntime-node is not installed here")
-def test_node_runtime_catches_a_planted_mismatch(copy_of):
+def test_node_runtime_catches_a_planted_mismatch(copy_of, resign):
     from tf_parity_export.export.onnx_model import export_onnx
 
     root = copy_of("nest_mlp")
@@ -151,8 +149,6 @@ def test_node_runtime_catches_a_planted_mismatch(copy_of):
     bias = model.dense.bias
     bias.assign(bias.numpy() + 1e-3)
     export_onnx(spec.serving_function(model), spec, root / "nest_mlp" / layout.ONNX)
-    card = json.loads((root / "nest_mlp" / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(root / "nest_mlp")
-    (root / "nest_mlp" / layout.CARD).write_text(json.dumps(card))
+    resign(root / "nest_mlp")
     rep = verify_models(["nest_mlp"], root, runtimes=["ort_node"])
     assert rep.failures() and all(line.startswith("nest_mlp/ort_node: case ") for line in rep.failures())

@@ -55,38 +55,51 @@ def benchmark(names: list[str], artifacts: Path, runtimes: list[str] | None = No
               batches: tuple[int, ...] = BATCHES, rounds: int = 15) -> dict[str, Any]:
     """Latency per model x runtime x batch size, and the speed-up over TF eager.
 
+    The same contract as verification: every folder passes the integrity
+    checks first; a runtime named in `runtimes` that is unavailable, and any
+    artifact a runtime cannot load, is a failure (listed in "failures");
+    an unavailable runtime picked by default is only reported.
+
     Returns:
         {"machine", "batches", "models": {model: {runtime: {"batch_<n>_ms": .., "speedup_<n>": ..}
-        or {"unavailable": reason}}}}
+        or {"unavailable": reason} or {"error": reason}}}, "failures": [one line each]}
     """
     from tf_parity_export.models.lazy_tf import tensorflow_available
 
     if not tensorflow_available():
         raise UserError("--bench needs TensorFlow: the speed-up is measured against TF eager")
+    required = set(runtimes or ())
     chosen = [r for r in (runtimes or list(RUNTIMES)) if r != REFERENCE]
-    result: dict[str, Any] = {"machine": _machine(), "batches": list(batches), "rounds": rounds, "models": {}}
+    result: dict[str, Any] = {"machine": _machine(), "batches": list(batches), "rounds": rounds, "models": {},
+                              "failures": []}
     with RunScope() as scope:
         for name in names:
-            result["models"][name] = _bench_model(name, artifacts, chosen, batches, rounds, scope)
+            result["models"][name] = _bench_model(name, artifacts, chosen, required, batches, rounds, scope,
+                                                  result["failures"])
     return result
 
 
-def _bench_model(name: str, artifacts: Path, chosen: list[str], batches: tuple[int, ...], rounds: int,
-                 scope: RunScope) -> dict[str, Any]:
-    """One model's row of the benchmark, its runtimes loaded in the run's `scope`."""
+def _bench_model(name: str, artifacts: Path, chosen: list[str], required: set[str], batches: tuple[int, ...],
+                 rounds: int, scope: RunScope, failures: list[str]) -> dict[str, Any]:
+    """One model's row of the benchmark, its runtimes loaded in the run's `scope`; problems go to `failures`."""
+    from .verifier import _reference_model
+
     spec = get_spec(name)
     folder = Path(artifacts) / name
-    card = layout.read_card(folder, name)
-    layout.check_files(folder, name, card)
-    model = spec.build(card.get("seed", spec.seed))
-    model.load_weights(str(folder / layout.WEIGHTS))
+    card = layout.check_folder(Path(artifacts), name)
+    model = _reference_model(spec, folder, card)
     subject = Subject(spec, folder, model, scope)
     loaded, rows = {}, {}
     for runtime in [REFERENCE, *chosen]:
         try:
             loaded[runtime] = RUNTIMES[runtime](subject)
-        except (Unavailable, UserError) as e:
+        except Unavailable as e:
             rows[runtime] = {"unavailable": str(e)}
+            if runtime in required:
+                failures.append(f"{name}/{runtime}: unavailable: {e}")
+        except UserError as e:  # the artifact cannot be loaded: a bad artifact, never "unavailable"
+            rows[runtime] = {"error": str(e)}
+            failures.append(f"{name}/{runtime}: {e}")
     rows = {r: rows.get(r, {}) for r in [REFERENCE, *chosen]}  # report order
     for batch in batches:
         rng = np.random.default_rng(batch)
@@ -106,15 +119,18 @@ def table(result: dict[str, Any]) -> str:
     rows = []
     for model, runtimes in result["models"].items():
         for runtime, row in runtimes.items():
-            if "unavailable" in row:
-                rows.append([model, runtime, "unavailable", *([""] * (2 * len(batches) - 1))])
+            if "unavailable" in row or "error" in row:
+                state = "unavailable" if "unavailable" in row else "ERROR"
+                rows.append([model, runtime, state, *([""] * (2 * len(batches) - 1))])
                 continue
             rows.append([model, runtime, *(f"{row[f'batch_{b}_ms']:.3f}" for b in batches),
                          *(f"{row[f'speedup_{b}']:.1f}x" for b in batches)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([*lines, f"machine: {result['machine']}; medians of {result['rounds']} interleaved rounds"])
+    verdict = ["FAILED: " + line for line in result.get("failures", [])]
+    return "\n".join([*lines, f"machine: {result['machine']}; medians of {result['rounds']} interleaved rounds",
+                      *verdict])
 
 
 def _machine() -> str:

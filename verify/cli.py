@@ -68,9 +68,15 @@ def broken_plugins(all_: bool) -> list[tuple[str, str]]:
 
 def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: list[tuple[str, str]] = (),
            tolerances: bool = False) -> None:
-    """Print the table, write the reports (JSON and, beside it, the same data
-    as a page; also into `artifacts`, when given), and raise once if anything
-    failed. A broken plugin (`broken`) is a failed row: --all asked for it."""
+    """Write the reports (JSON and, beside it, the same data as a page), then
+    print the table and its verdict, then raise once if anything failed, so
+    the printed verdict and the exit status agree. A broken plugin (`broken`)
+    is a failed row: --all asked for it.
+
+    The copy in `artifacts` is a courtesy: if it cannot be written (a
+    read-only folder) that is a warning. `--json PATH` was asked for: if it
+    cannot be written, the verdict printed is FAILED and the exit status 1.
+    """
     from tf_parity_export.models import ParityError
 
     from .layout import REPORT
@@ -78,11 +84,24 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
     from .verifier import ModelReport
 
     report.models += [ModelReport(name, error=line) for name, line in broken]
-    click.echo(table(report, tolerances))
     if artifacts is not None and artifacts.is_dir():
-        write_report(report, artifacts / REPORT)
+        try:
+            write_report(report, artifacts / REPORT)
+        except UserError as e:
+            click.echo(f"warning: {e}; the report was not saved there", err=True)
+    unwritten = None
     if json_path:
-        write_report(report, json_path)
+        try:
+            write_report(report, json_path)
+        except UserError as e:
+            unwritten = e
+    text = table(report, tolerances)
+    if unwritten is not None:
+        # The table's last line is its verdict: replace it, since the run did not do what was asked.
+        text = text.rsplit("\n", 1)[0] + "\nFAILED: --json report not written"
+    click.echo(text)
+    if unwritten is not None:
+        raise unwritten
     if not report:
         raise ParityError("\n".join(report.failures()))
 
@@ -120,23 +139,28 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     """
     chosen = pick_names(names, all_)
     runtimes = None
-    if providers:
-        runtimes = [p.strip() for p in providers.split(",") if p.strip()]
+    if providers is not None:
+        runtimes = list(dict.fromkeys(p.strip() for p in providers.split(",") if p.strip()))
+        if not runtimes:
+            raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
+                                     param_hint="--providers")
         unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
         if unknown:
             raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
                                      param_hint="--providers")
     require = parse_require(require_) if require_ else None
     if inputs is not None and not inputs.is_file():
-        raise UserError(f"{inputs}: no such file")
+        raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
     if bench:
         from .bench import benchmark, table
         from .layout import write_json
 
         result = benchmark(chosen, artifacts, runtimes)
-        click.echo(table(result))
         if json_path:
-            write_json(json_path, result)
+            write_json(json_path, result)  # before the table: a failed write is the verdict
+        click.echo(table(result))
+        if result["failures"]:
+            raise UserError("\n".join(result["failures"]))
         return
     from .verifier import verify_models
 

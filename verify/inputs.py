@@ -3,6 +3,7 @@ coverage cases, and the user's own `.npz`, validated before anything runs."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,71 @@ def validate_feed(spec: ModelSpec, feed: dict[str, Any], source: str) -> dict[st
     return checked
 
 
-def load_npz(path: Path, spec: ModelSpec) -> Case:
-    """Read a user's `.npz` (keys = input names) into one validated case."""
+# The most array data an `.npz` may hold, counted from its headers before
+# anything is decompressed: 80 MiB is 2**20 rows of 20 float32 (the seeds'
+# input), and keeps a whole verification within about 2 GB.
+MAX_INPUT_BYTES = 80 * 2**20
+MAX_MEMBERS = 64
+
+
+def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = InputError,
+             label: str = "") -> dict[str, np.ndarray]:
+    """Read an `.npz` of plain numeric arrays, refusing oversized ones before decompressing.
+
+    The sizes come from the zip's central directory (what each member
+    inflates to; zipfile stops and fails the CRC if a member inflates to
+    more) and from each `.npy` header (dtype and shape). Object arrays,
+    bad headers, truncated or non-zip files: one line naming the problem
+    (`error` is its type; `label` names the file in it, default its path).
+    """
+    import zipfile
+
+    where = label or str(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            feed = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable .npz file ({e})") from None
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise error(f"{where}: holds {len(infos)} arrays; an input .npz holds at most {MAX_MEMBERS}")
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise error(f"{where}: holds two arrays under one name; refusing the ambiguity")
+            declared = sum(i.file_size for i in infos)
+            if declared > limit + 1024 * len(infos):  # + room for the .npy headers
+                raise error(f"{where}: inflates to {declared / 2**20:.1f} MiB; inputs are limited to "
+                            f"{limit / 2**20:.0f} MiB of array data (about {limit // 80:,} rows of 20 float32)")
+            arrays, total = {}, 0
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise error(f"{where}: member {info.filename!r} is not an .npy array")
+                key = info.filename[: -len(".npy")]
+                with archive.open(info) as f:
+                    fmt = np.lib.format
+                    major, _ = fmt.read_magic(f)
+                    read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                    if dtype.hasobject or dtype.kind not in "biufc":
+                        raise error(f"{where}: {key!r} is a {dtype} array; inputs must be numeric")
+                    total += math.prod(shape) * dtype.itemsize
+                    if total > limit:
+                        raise error(f"{where}: holds {total / 2**20:.1f} MiB of array data; inputs are limited to "
+                                    f"{limit / 2**20:.0f} MiB (about {limit // 80:,} rows of 20 float32)")
+                with archive.open(info) as f:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+            return arrays
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            RuntimeError) as e:
+        # zipfile and numpy's format reader raise all of these on damaged bytes
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        fix = "; re-export" if error is not InputError else ""
+        raise error(f"{where}: not a readable .npz file ({detail}){fix}") from None
+
+
+def load_npz(path: Path, spec: ModelSpec, arrays: dict[str, np.ndarray] | None = None) -> Case:
+    """Read a user's `.npz` (keys = input names) into one validated case.
+
+    `arrays`: the file's arrays, already read by `read_npz` (one read serves every model).
+    """
+    feed = read_npz(path) if arrays is None else arrays
     return Case(f"user:{Path(path).name}", "user", validate_feed(spec, feed, str(path)))
 
 

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
+
+import numpy as np
 
 from tf_parity_export.models import ArtifactError, UserError
 
@@ -46,24 +51,74 @@ def umask() -> int:
     return mask
 
 
+def json_safe(data: Any) -> Any:
+    """`data` with every non-finite float spelled out as a string, so the JSON is strict.
+
+    NaN becomes "NaN", +inf "Infinity" and -inf "-Infinity" (the spellings of
+    the protobuf JSON mapping): JSON has no such numbers, and writing `null`
+    would hide which one it was. Finite floats, numpy scalars included, stay numbers.
+    """
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, (float, np.floating)):
+        value = float(data)
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(data, np.integer):
+        return int(data)
+    return data
+
+
 def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
-    """Write JSON atomically (a reader sees the old file or the new one, never
-    half of one); a folder that cannot be written is a one-line UserError."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
+    """Write strict JSON atomically (non-finite numbers are encoded by `json_safe`);
+    see `write_text`."""
+    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically; a folder that cannot be written is a one-line UserError."""
+    """Write a text file atomically (a reader sees the old file or the new one,
+    never half of one). Any failure to write (a read-only folder, a full disk,
+    a folder in the way) is a one-line UserError and leaves no temporary file behind."""
     path = Path(path)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")  # swept by export's lock
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
+        os.replace(tmp, path)
     except OSError as e:
-        raise UserError(f"{path}: cannot write here ({e.strerror})") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
-    os.replace(tmp, path)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+MAX_JSON_BYTES = 16 * 2**20  # a card or manifest is a few KiB
+
+
+def read_json(path: Path) -> Any:
+    """Parse a small JSON file that must be a regular file (not a symlink, FIFO or
+    device: /dev/zero or a pipe would never end); raises OSError or ValueError
+    (deeply nested input included)."""
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError("a symlink" if stat.S_ISLNK(mode) else "not a regular file")
+    with path.open("rb") as f:
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MiB")
+    try:
+        return json.loads(data.decode())
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text: {e.reason}") from None
 
 
 def sha256(path: Path) -> str:
@@ -84,34 +139,131 @@ def hash_tree(folder: Path) -> dict[str, str]:
 
 
 def read_card(folder: Path, name: str) -> dict[str, Any]:
+    """Read and validate `folder/card.json`: a schema-2 card whose fields the
+    verifier uses have the right types (paths are checked by `check_files`)."""
     path = folder / CARD
     if not folder.is_dir():
         raise ArtifactError(f"{name}: no artifact folder at {folder}; run `export-models {name}`")
+    fix = f"re-export with `export-models {name}`"
     try:
-        card = json.loads(path.read_text())
+        card = read_json(path)
     except FileNotFoundError:
-        raise ArtifactError(f"{name}: {path} is missing; re-export with `export-models {name}`") from None
+        raise ArtifactError(f"{name}: {path} is missing; {fix}") from None
     except (OSError, ValueError) as e:
-        raise ArtifactError(f"{name}: {path} is unreadable ({e}); re-export with `export-models {name}`") from None
+        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
     if not isinstance(card, dict) or card.get("schema") != SCHEMA_VERSION or not isinstance(card.get("files"), dict):
-        raise ArtifactError(f"{name}: {path} is not a schema-{SCHEMA_VERSION} card; re-export with `export-models {name}`")
+        raise ArtifactError(f"{name}: {path} is not a schema-{SCHEMA_VERSION} card; {fix}")
+
+    def bad(field: str, want: str) -> ArtifactError:
+        return ArtifactError(f"{name}: {CARD} field {field!r} must be {want}; {fix}")
+
+    for rel, digest in card["files"].items():
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise bad(f"files[{rel!r}]", "a sha256 hex digest")
+    if "seed" in card and (type(card["seed"]) is not int or not 0 <= card["seed"] < 2**32):
+        raise bad("seed", "an integer in [0, 2**32)")
+    entries = card.get("test_data", [])
+    if not isinstance(entries, list):
+        raise bad("test_data", "a list")
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and isinstance(entry.get("set"), str) and isinstance(entry.get("case"), str)
+                and isinstance(entry.get("kind"), str) and isinstance(entry.get("path"), (dict, type(None)))):
+            raise bad(f"test_data[{i}]", 'an object with string "set", "case", "kind" and an object or null "path"')
+        if not re.fullmatch(r"test_data_set_[0-9]+", entry["set"]):
+            raise ArtifactError(f"{name}: {CARD} names test data set {entry['set']!r}, not a test_data_set_N "
+                                f"folder inside the model folder; refusing it")
     return card
 
 
+def _confined(rel: str) -> bool:
+    """A POSIX path relative to the model folder that cannot climb out of it."""
+    pure = PurePosixPath(rel)
+    return bool(rel) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in rel and "\0" not in rel
+
+
 def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
-    """Refuse unsafe paths, missing files and any file whose bytes changed."""
-    for rel, expected in sorted(card["files"].items()):
-        pure = PurePosixPath(rel)
-        if pure.is_absolute() or ".." in pure.parts or "\\" in rel:
+    """The card covers the folder exactly, and nothing changed since export.
+
+    Refuses: a listed path that is absolute, climbs out with `..` or leads
+    through a symlink; a listed file that is missing or whose bytes changed;
+    any entry in the folder the card does not list (an unlisted file could
+    be read unhashed, so it is refused by name); a symlink, FIFO or other
+    non-regular file anywhere in the folder. Every test data file the card's
+    `test_data` names must be listed too.
+    """
+    fix = f"re-export with `export-models {name}`"
+    files = card["files"]
+    for rel in sorted(files):
+        if not _confined(rel):
             raise ArtifactError(f"{name}: card.json lists {rel!r}, a path outside the model folder; refusing it")
-        path = folder / rel
-        if not path.is_file():
-            raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); re-export with `export-models {name}`")
-        if sha256(path) != expected:
-            raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); re-export with `export-models {name}`")
+    present = {}
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow symlinks
+        base = Path(dirpath)
+        for entry in sorted([*dirnames, *filenames]):
+            path = base / entry
+            rel = path.relative_to(folder).as_posix()
+            shown = rel if rel.isprintable() else repr(rel)  # a newline in a name must not split the line
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise ArtifactError(f"{name}: {shown} is a symlink; a model folder holds only regular files; refusing it")
+            if stat.S_ISREG(mode):
+                present[rel] = path
+            elif not stat.S_ISDIR(mode):
+                raise ArtifactError(f"{name}: {shown} is not a regular file; refusing it")
+    for rel in sorted(files):
+        if rel not in present:
+            raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); {fix}")
+        if sha256(present[rel]) != files[rel]:
+            raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); {fix}")
+    unlisted = sorted(rel if rel.isprintable() else repr(rel) for rel in present if rel not in files and rel != CARD)
+    if unlisted:
+        raise ArtifactError(f"{name}: {unlisted[0]} is in the model folder but not listed in card.json "
+                            f"(unhashed); remove it or {fix}")
     for required in (ONNX, TFLITE, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
-        if required not in card["files"]:
-            raise ArtifactError(f"{name}: card.json does not list {required}; re-export with `export-models {name}`")
+        if required not in files:
+            raise ArtifactError(f"{name}: card.json does not list {required}; {fix}")
+
+
+def check_manifest(root: Path, name: str) -> None:
+    """The card is the one `manifest.json` recorded at export (a card edited
+    and re-signed afterwards is refused), and so is the ONNX file."""
+    path = root / INDEX
+    fix = f"re-export with `export-models {name}`"
+    try:
+        index = read_json(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: {path} is missing, so card.json cannot be checked; {fix}") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
+    models = index.get("models") if isinstance(index, dict) else None
+    entry = models.get(name) if isinstance(models, dict) else None
+    if not isinstance(entry, dict):
+        raise ArtifactError(f"{name}: {path} has no entry for {name}; {fix}")
+    # An export records the folder it is about to swap in as "pending" first
+    # (export/writer.py), so either card verifies after a kill -9 in between.
+    card_hash, onnx_hash = sha256(root / name / CARD), sha256(root / name / ONNX)
+    pending = entry.get("pending") if isinstance(entry.get("pending"), dict) else {}
+    recorded = [e for e in (entry, pending) if e.get("card_sha256") == card_hash]
+    if not recorded:
+        raise ArtifactError(f"{name}: card.json does not match {INDEX} (sha256 mismatch: the card changed "
+                            f"since export); {fix}")
+    if recorded[0].get("onnx_sha256") != onnx_hash:
+        raise ArtifactError(f"{name}: {ONNX} does not match {INDEX} (sha256 mismatch); {fix}")
+
+
+def check_folder(root: Path, name: str) -> dict[str, Any]:
+    """Every integrity check on `root/name`, before anything in it is parsed
+    or loaded: the card, its paths and hashes, the manifest, ONNX external data.
+
+    Returns:
+        The validated card.
+    """
+    folder = Path(root) / name
+    card = read_card(folder, name)
+    check_files(folder, name, card)
+    check_manifest(Path(root), name)
+    check_onnx_external_data(folder, name, card)
+    return card
 
 
 def check_onnx_external_data(folder: Path, name: str, card: dict[str, Any]) -> None:

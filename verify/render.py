@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
-from .verifier import STORED, ModelReport, Report
+from .verifier import APART, STORED, ModelReport, Report
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -18,18 +18,21 @@ def _cell(m: ModelReport, runtime: str) -> str:
     if state.startswith("error"):
         return "ERROR"
     results = [r for r in m.results if r.runtime == runtime]
-    counted = [r for r in results if r.status != "boundary"]
+    counted = [r for r in results if r.status not in APART.values()]
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
         text = "ERROR"
+    elif not counted:
+        text = "none"  # every case was reported apart: nothing passed
     elif all(r.status == "passed" for r in counted):
         text = f"ok {worst:.1e}"
     elif any(r.status == "failed" for r in counted):
         text = f"FAIL {worst:.1e}"
     else:  # reduced precision outside the tolerance: measured, marked with what it computes in
         text = f"~{m.precision[runtime]['computes_in']} {worst:.1e}"
-    boundary = len(results) - len(counted)
-    return text + (f" +{boundary}b" if boundary else "")
+    boundary = sum(r.status == "boundary" for r in results)
+    capped = sum(r.status == "loop_cap" for r in results)
+    return text + (f" +{boundary}b" if boundary else "") + (f" +{capped}c" if capped else "")
 
 
 def table(report: Report, tolerances: bool = False) -> str:
@@ -66,10 +69,16 @@ def table(report: Report, tolerances: bool = False) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
+            elif c["kind"] == "capped":
+                notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
+                             f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "
+                             f"{c['path']['iterations']}-iteration cap (the seed's loop never ends on this input); "
+                             "reported, not counted as a pass")
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")
-    cells = f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases not counted"
+    cells = (f"cells: worst max-abs error vs {reference} over all cases; +Nb = N boundary cases, "
+             "+Nc = N loop-cap cases, run but not counted")
     verdict = f"{'PASSED' if report else 'FAILED'} in {report.seconds:.1f} s"
     extra = ["", tolerance_table(report)] if tolerances else []
     return "\n".join([*lines, "", cells, *notes, *extra, verdict])

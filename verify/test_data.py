@@ -56,19 +56,24 @@ def read_sets(folder: Path, spec: ModelSpec, card: dict[str, Any]) -> list[Store
     from google.protobuf.message import DecodeError
     from onnx import numpy_helper
 
-    def load(path: Path, want: str) -> np.ndarray:
+    def load(rel: str, want: str) -> np.ndarray:
+        # Only hashed files are read: the card's `test_data` could name any set.
+        if rel not in card["files"]:
+            raise ArtifactError(f"{spec.name}: card.json names test data {rel!r} but does not list (hash) it; "
+                                f"re-export with `export-models {spec.name}`")
         try:
-            tensor = onnx.TensorProto.FromString(path.read_bytes())
-        except (OSError, DecodeError) as e:
-            raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} is unreadable ({type(e).__name__})") from None
+            tensor = onnx.TensorProto.FromString((folder / rel).read_bytes())
+            array = numpy_helper.to_array(tensor)
+        except (OSError, DecodeError, ValueError, TypeError) as e:
+            raise ArtifactError(f"{spec.name}: {rel} is unreadable ({type(e).__name__})") from None
         if tensor.name != want:
-            raise ArtifactError(f"{spec.name}: {path.relative_to(folder)} holds {tensor.name!r}, expected {want!r}")
-        return numpy_helper.to_array(tensor)
+            raise ArtifactError(f"{spec.name}: {rel} holds {tensor.name!r}, expected {want!r}")
+        return array
 
     stored = []
-    for entry in card.get("test_data", []):
-        base = folder / entry["set"]
-        feed = {s.name: load(base / f"input_{i}.pb", s.name) for i, s in enumerate(spec.inputs)}
-        expected = {s.name: load(base / f"output_{i}.pb", s.name) for i, s in enumerate(spec.outputs)}
+    for entry in card.get("test_data", []):  # read_card checked each entry's types and set name
+        base = entry["set"]
+        feed = {s.name: load(f"{base}/input_{i}.pb", s.name) for i, s in enumerate(spec.inputs)}
+        expected = {s.name: load(f"{base}/output_{i}.pb", s.name) for i, s in enumerate(spec.outputs)}
         stored.append(StoredCase(Case(entry["case"], entry["kind"], feed), expected, entry.get("path")))
     return stored

@@ -18,12 +18,19 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 
 from . import layout
 from .compare import OutputComparison, compare_output
-from .inputs import BOUNDARY_MARGIN, Case, random_cases, validate_feed
+from .inputs import BOUNDARY_MARGIN, Case, load_npz, random_cases, read_npz, validate_feed
 from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, mode
 from .structure import Check, onnx_checks
 from .test_data import read_sets
 
 REPORT_SCHEMA = "tf-parity-report/1"
+# Cases that run on every runtime but are reported apart, never counted as passes:
+# on a decision boundary (float rounding may take either side), or driving a
+# loop to its iteration cap (the seed's loop would never end on that input).
+APART = {"boundary": "boundary", "capped": "loop_cap"}
+# A row-wise model (every output keeps the batch dimension) runs a large batch
+# in chunks of this many rows, so memory does not grow with the batch.
+CHUNK_ROWS = 1 << 16
 STORED = "stored test data (TF eager outputs recorded at export)"
 REQUIRED_PATHS = {
     "loop ran 0 times": lambda p: p["iterations"] == 0,
@@ -36,8 +43,9 @@ REQUIRED_PATHS = {
 
 @dataclass
 class CaseResult:
-    """One case through one runtime. `status`: passed, failed, boundary, error, or measured
-    (a reduced-precision runtime outside the tolerance, not required: reported, not failed)."""
+    """One case through one runtime. `status`: passed, failed, error; measured (a
+    reduced-precision runtime outside the tolerance, not required: reported, not
+    failed); or one of the statuses of cases run but not counted (`APART`)."""
 
     runtime: str
     case: str
@@ -85,6 +93,11 @@ class ModelReport:
         if not self.allow_uncovered:
             lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                       for need, hits in self.coverage.items() if not hits]
+        counted = [c for c in self.cases if c["kind"] not in APART]
+        if self.cases and not counted and self.results:
+            kinds = sorted({APART[c["kind"]] for c in self.cases})
+            lines.append(f"{self.model}: no case was compared: all {len(self.cases)} are {' or '.join(kinds)} "
+                         "cases, reported but not counted; give inputs away from the thresholds")
         return lines
 
     def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
@@ -148,16 +161,19 @@ def tool_versions(env: dict[str, Any]) -> dict[str, str]:
     return {"python": ".".join(env["python"].split(".")[:2]), **{k: env[k] for k in keep}}
 
 
-def stored_cases(folder: Path) -> list[Case]:
+def stored_cases(folder: Path, name: str = "") -> list[Case]:
     """The control-flow coverage inputs the exporter found and stored (keys "<case>/<input name>")."""
     path = folder / layout.CASES
     if not path.exists():
         return []
+    data = read_npz(path, error=ArtifactError, label=f"{name}: {layout.CASES}")
+    if not all(key.count("/") == 1 and all(key.split("/")) for key in data):
+        raise ArtifactError(f"{name}: {layout.CASES} has keys {sorted(data)[:5]}, not '<case>/<input>'; "
+                            f"re-export with `export-models {name}`")
     feeds: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(path, allow_pickle=False) as data:
-        for key in sorted(data.files):
-            case, _, name = key.partition("/")
-            feeds.setdefault(case, {})[name] = data[key]
+    for key in sorted(data):
+        case, _, input_name = key.partition("/")
+        feeds.setdefault(case, {})[input_name] = data[key]
     return [Case(case, "coverage", feed) for case, feed in feeds.items()]
 
 
@@ -166,6 +182,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                  scope: RunScope | None = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
+    Nothing in the folder is parsed or loaded before every integrity check
+    passed (`layout.check_folder`: paths, hashes, unlisted files, the manifest).
     Exact (fp32) runtimes are held to the model's tolerance. A reduced-precision
     runtime is measured: outside the tolerance its cases are "measured", not
     "failed", unless it is in `required` (name -> an atol to hold it to instead
@@ -182,9 +200,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
-        card = layout.read_card(folder, spec.name)
-        layout.check_files(folder, spec.name, card)
-        layout.check_onnx_external_data(folder, spec.name, card)
+        card = layout.check_folder(folder.parent, folder.name)
         stored = read_sets(folder, spec, card)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
@@ -193,8 +209,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         if model is None:
             cases = [s.case for s in stored]
         else:
-            cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder)
-        for case in cases:
+            cases = [user_case] if user_case else random_cases(spec) + stored_cases(folder, spec.name)
+        for case in [*cases, *(s.case for s in stored)]:
             validate_feed(spec, case.feed, f"{spec.name}: case {case.name}")
         report.checks += onnx_checks(spec, folder)
     except UserError as e:
@@ -219,20 +235,22 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             info["path"] = report.graph_paths[case.name].to_json()
         elif recorded.get(case.name):
             info["path"] = {**recorded[case.name], "source": "recorded at export"}
-        if "path" in info and info["path"].get("margin") is not None and info["path"]["margin"] < BOUNDARY_MARGIN:
+        if "path" in info and info["path"].get("capped"):
+            info["kind"] = "capped"
+        elif "path" in info and info["path"].get("margin") is not None and info["path"]["margin"] < BOUNDARY_MARGIN:
             info["kind"] = "boundary"
         report.cases.append(info)
-    boundary = {c["name"] for c in report.cases if c["kind"] == "boundary"}
+    apart = {c["name"]: APART[c["kind"]] for c in report.cases if c["kind"] in APART}
     if spec.probe and user_case is None:
-        counted = [c for c in report.cases if c["kind"] != "boundary" and "path" in c]
+        counted = [c for c in report.cases if c["kind"] not in APART and "path" in c]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
     elif report.graph_sites and user_case is None:
-        report.coverage = _generic_coverage(report, boundary)
+        report.coverage = _generic_coverage(report, set(apart))
 
     subject = Subject(spec, folder, model, scope)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
-        expected = {case.name: reference.infer(case.feed) for case in cases}
+        expected = {case.name: infer(spec, reference, case.feed) for case in cases}
         report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
     else:
         expected = {s.case.name: s.expected for s in stored}
@@ -250,7 +268,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.checks += getattr(runtime, "checks", [])
         atol = required.get(name) or spec.atol
         measured_only = mode(name) != EXACT and name not in required
-        results = [_run_case(spec, runtime, case, expected[case.name], case.name in boundary, atol) for case in cases]
+        results = [_run_case(spec, runtime, case, expected[case.name], apart.get(case.name), atol) for case in cases]
         for r in results:
             if measured_only and r.status == "failed":
                 r.status = "measured"
@@ -271,7 +289,7 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
     not be compared at all (an error, a wrong shape or a NaN).
     """
     numeric_mode = mode(name)
-    counted = [(r.case, o) for r in results if r.status not in ("boundary", "error") for o in r.outputs]
+    counted = [(r.case, o) for r in results if r.status not in (*APART.values(), "error") for o in r.outputs]
     comparable = counted and all(r.status != "error" for r in results) and all(np.isfinite(o.max_abs) for _, o in counted)
     worst_case, worst = max(counted, key=lambda co: co[1].max_abs) if comparable else (None, None)
     max_rel = max(o.max_rel for _, o in counted) if comparable else None
@@ -282,7 +300,7 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
         "computes_in": computes_in or (numeric_mode if numeric_mode != "auto" else "unknown"),
         "atol": atol,
         "rtol": rtol,
-        "within_tolerance": all(r.status in ("passed", "boundary") for r in results),
+        "within_tolerance": all(r.status in ("passed", *APART.values()) for r in results),
         "max_abs": worst.max_abs if worst is not None else None,
         "max_rel": max_rel,
         "worst_case": worst_case,
@@ -309,12 +327,34 @@ def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]
             continue
 
 
-def _generic_coverage(report: ModelReport, boundary: set[str]) -> dict[str, list[str]]:
-    """For a model without a probe: every If branch and Loop count class, and the cases reaching it."""
+def _generic_coverage(report: ModelReport, apart: set[str]) -> dict[str, list[str]]:
+    """For a model without a probe: every If branch and Loop count class, and the cases reaching it
+    (cases reported apart, boundary or loop-cap, do not count)."""
     from .coverage import coverage_of
 
-    counted = {k: p for k, p in report.graph_paths.items() if k not in boundary}
+    counted = {k: p for k, p in report.graph_paths.items() if k not in apart}
     return coverage_of(report.graph_sites, counted)
+
+
+def infer(spec: ModelSpec, runtime: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`runtime.infer(feed)`; a row-wise model (every input and output keeps the
+    batch dimension) takes a batch larger than CHUNK_ROWS in chunks, so that a
+    million rows through a 256-wide layer never sit in memory at once.
+    A model that sums over the batch cannot be split: it gets the whole batch."""
+    batch = next(iter(feed.values())).shape[0]
+    row_wise = all(t.shape[:1] == (None,) for t in (*spec.inputs, *spec.outputs))
+    if batch <= CHUNK_ROWS or not row_wise:
+        return runtime.infer(feed)
+    parts = [runtime.infer({k: v[i:i + CHUNK_ROWS] for k, v in feed.items()}) for i in range(0, batch, CHUNK_ROWS)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _terms(spec: ModelSpec, output: str, feed: dict[str, np.ndarray]) -> int:
+    """How many float32 terms each element of `output` sums (1 for a row-wise output)."""
+    sig = next((t for t in spec.outputs if t.name == output), None)
+    if sig is None or not sig.sums_per_row:
+        return 1
+    return int(next(iter(feed.values())).shape[0]) * sig.sums_per_row
 
 
 def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebuilt: Any = None) -> Any:
@@ -325,7 +365,7 @@ def _reference_model(spec: ModelSpec, folder: Path, card: dict[str, Any], prebui
     model = prebuilt if prebuilt is not None else build_checked(spec, card.get("seed", spec.seed))
     try:
         model.load_weights(str(folder / layout.WEIGHTS))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # h5py's errors on damaged files
         raise ArtifactError(f"{spec.name}: {layout.WEIGHTS} cannot be loaded ({str(e).splitlines()[0]})") from None
     return model
 
@@ -340,20 +380,23 @@ def _stored_outputs_check(spec: ModelSpec, stored: list[Any], reference: Any, ex
     for s in stored:
         same = s.case.name in fresh and all(np.array_equal(fresh[s.case.name][k], v) for k, v in s.case.feed.items())
         now = expected[s.case.name] if same else reference.infer(s.case.feed)
-        if not all(compare_output(k, s.expected[k], v, spec.atol, spec.rtol) for k, v in now.items()):
+        if not all(compare_output(k, s.expected[k], v, spec.atol, spec.rtol, _terms(spec, k, s.case.feed))
+                   for k, v in now.items()):
             bad.append(s.case.name)
     detail = f"{len(stored)} test data sets match TF eager" if not bad else f"outputs differ from TF eager: {bad}"
     return Check("test_data_outputs", not bad, detail)
 
 
-def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray], boundary: bool,
-              atol: float) -> CaseResult:
+def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.ndarray],
+              apart: str | None, atol: float) -> CaseResult:
+    """Run one case; `apart` is the status of a case reported but not counted (see APART)."""
     try:
-        got = runtime.infer(case.feed)
+        got = infer(spec, runtime, case.feed)
     except Exception as e:  # a runtime failing on valid input is a finding, not a crash
         return CaseResult(runtime.name, case.name, "error", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), atol, spec.rtol) for t in spec.outputs]
-    status = "boundary" if boundary else ("passed" if all(outputs) else "failed")
+    outputs = [compare_output(t.name, expected[t.name], got.get(t.name), atol, spec.rtol,
+                              _terms(spec, t.name, case.feed)) for t in spec.outputs]
+    status = apart or ("passed" if all(outputs) else "failed")
     return CaseResult(runtime.name, case.name, status, outputs)
 
 
@@ -372,7 +415,8 @@ def verify_models(
         names: registry names.
         artifacts: the folder `export-models` wrote.
         runtimes: runtime names (see `verify.runtimes.RUNTIMES`); None means
-            all. Named ones that turn out unavailable count as failures;
+            all; an empty list is a ValueError (nothing would be compared).
+            Named ones that turn out unavailable count as failures;
             unavailable ones picked by default are only reported.
         inputs: an optional `.npz` (keys = input names) used instead of the
             built-in cases.
@@ -391,8 +435,6 @@ def verify_models(
     Returns:
         A `Report`, truthy when everything agreed.
     """
-    from .inputs import load_npz
-
     from tf_parity_export.models.lazy_tf import tensorflow_available
 
     start = time.perf_counter()
@@ -400,8 +442,11 @@ def verify_models(
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
     chosen += [r for r in require if r not in chosen]
+    if not chosen:
+        raise ValueError("verify_models needs at least one runtime to compare (runtimes=None means all)")
     required = {**{r: None for r in (runtimes or [])}, **require}
-    user_cases = {s.name: load_npz(inputs, s) for s in specs} if inputs else {}
+    arrays = read_npz(inputs) if inputs else {}  # read once; every model validates the same arrays
+    user_cases = {s.name: load_npz(inputs, s, arrays) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
     with RunScope() as scope:  # one browser for every model; stopped here, also on Ctrl-C
