@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
+from conftest import resign_folder
 from tf_parity_export.models import MODELS, get_spec
 from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.cli import main as verify_main
@@ -38,16 +39,13 @@ def test_tflite_structure_is_checked(report, name):
         assert checks["tflite_control_flow"].detail == "has ['WHILE', 'IF']"
 
 
-def test_tflite_structure_check_fails_on_the_wrong_model(artifacts, tmp_path):
-    """fancy_mlp's card with mlp's .tflite (re-hashed): outputs and control flow are wrong, and named."""
+def test_tflite_structure_check_fails_on_the_wrong_model(artifacts, copy_of):
+    """fancy_mlp's card with mlp's .tflite (re-signed): outputs and control flow are wrong, and named."""
     import shutil
 
-    root = tmp_path / "a"
-    shutil.copytree(artifacts / "fancy_mlp", root / "fancy_mlp")
+    root = copy_of("fancy_mlp")
     shutil.copy(artifacts / "mlp" / layout.TFLITE, root / "fancy_mlp" / layout.TFLITE)
-    card = json.loads((root / "fancy_mlp" / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(root / "fancy_mlp")
-    (root / "fancy_mlp" / layout.CARD).write_text(json.dumps(card))
+    resign_folder(root / "fancy_mlp")
     rep = verify_models(["fancy_mlp"], root, runtimes=["litert"])
     failures = "\n".join(rep.failures())
     assert "structure check tflite_outputs failed: expected ['total'], found ['logits']" in failures
@@ -126,9 +124,7 @@ def test_litert_catches_a_planted_mismatch(copy_of):
     model.dense.bias.assign(model.dense.bias.numpy() + 1e-3)
     export_saved_model(model, spec.serving_function(model), root / "sm")
     export_tflite(root / "sm", root / "nest_mlp" / layout.TFLITE)
-    card = json.loads((root / "nest_mlp" / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(root / "nest_mlp")
-    (root / "nest_mlp" / layout.CARD).write_text(json.dumps(card))
+    resign_folder(root / "nest_mlp")
     rep = verify_models(["nest_mlp"], root, runtimes=["ort_cpu", "litert"])
     assert rep.failures() and all(line.startswith("nest_mlp/litert: case ") for line in rep.failures())
 
@@ -141,9 +137,7 @@ def test_openvino_exact_catches_a_planted_mismatch(copy_of):
     model = spec.build()
     model.dense2.bias.assign(model.dense2.bias.numpy() + 1e-3)
     export_onnx(spec.serving_function(model), spec, root / "mlp" / layout.ONNX)
-    card = json.loads((root / "mlp" / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(root / "mlp")
-    (root / "mlp" / layout.CARD).write_text(json.dumps(card))
+    resign_folder(root / "mlp")
     rep = verify_models(["mlp"], root, runtimes=["openvino"])
     assert rep.failures() and all(line.startswith("mlp/openvino: case ") for line in rep.failures())
 

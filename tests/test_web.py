@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from conftest import resign_folder
 from tf_parity_export.models import MODELS, get_spec
 from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.runtimes import web
@@ -226,6 +227,4 @@ def test_interrupt_mid_run_stops_browser_and_server_in_process(artifacts, monkey
 
 
 def _resign(folder: Path) -> None:
-    card = json.loads((folder / layout.CARD).read_text())
-    card["files"] = layout.hash_tree(folder)
-    (folder / layout.CARD).write_text(json.dumps(card))
+    resign_folder(folder)

@@ -339,7 +339,10 @@ def _coverage_chart(model: dict[str, Any]) -> str:
     tests norm / 2^k < 0.8, i.e. norm < 0.8 * 2^k: a straight line on this log-x
     plot (dashed); cases left of it are scaled, right of it kept.
     """
-    cases = [c for c in model.get("cases", []) if isinstance((c.get("path") or {}).get("norm_before_loop"), (int, float))]
+    # a norm that overflowed (a loop-cap case: the seed's loop would never end) cannot sit on a log axis;
+    # such cases are named in the table and the notes instead
+    cases = [c for c in model.get("cases", []) if isinstance((c.get("path") or {}).get("norm_before_loop"), (int, float))
+             and math.isfinite(c["path"]["norm_before_loop"])]
     if not cases:
         return ""
     w, h, left, right, top, bottom = 600, 330, 48, 16, 40, 40
