@@ -32,7 +32,8 @@ class OutputComparison:
 
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray | None, atol: float, rtol: float) -> OutputComparison:
     """An element fails only if it exceeds both atol and rtol * |ref| (as Polygraphy does);
-    a NaN where the reference is not NaN fails; shape or dtype differences fail."""
+    a NaN or an infinity on one side only (or infinities of opposite sign) fails; shape or
+    dtype differences fail."""
     nan = float("nan")
     if got is None:
         return OutputComparison(name, [], "", nan, nan, [], atol, rtol, False, "output missing")
@@ -45,13 +46,17 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray | None, atol: flo
         return OutputComparison(name, shape, dtype, nan, nan, [], atol, rtol, False,
                                 f"dtype {got.dtype} != reference {ref.dtype}")
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
-    both_nan = np.isnan(ref64) & np.isnan(got64)
-    diff = np.where(both_nan, 0.0, np.abs(got64 - ref64))
-    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number: worst possible
+    same = (ref64 == got64) | (np.isnan(ref64) & np.isnan(got64))  # equal infinities, NaN for NaN
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(got64 - ref64))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number (either side): worst possible
     scale = np.abs(ref64)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(diff == 0, 0.0, diff / scale)
-    bad = (diff > atol) & (diff > rtol * scale)
+    # A NaN or an infinity that the other side does not have fails whatever the tolerances:
+    # against a NaN or infinite reference, `diff > rtol * scale` alone would never be true.
+    nonfinite = ~same & ~(np.isfinite(ref64) & np.isfinite(got64))
+    bad = nonfinite | ((diff > atol) & (diff > rtol * scale))
     if diff.size == 0:
         return OutputComparison(name, shape, dtype, 0.0, 0.0, [], atol, rtol, True)
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()

@@ -23,14 +23,19 @@ def _folder(path: Path, text: str) -> Path:
 
 
 def _exchange_supported(tmp_path: Path) -> bool:
+    """Asked of the kernel directly, not through the code under test (which must then use it)."""
+    import ctypes
+
     a, b = _folder(tmp_path / "probe_a", "a"), _folder(tmp_path / "probe_b", "b")
-    return atomic.exchange(a, b)
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0
 
 
 def test_exchange_swaps_two_folders(tmp_path):
-    a, b = _folder(tmp_path / "a", "new"), _folder(tmp_path / "b", "old")
-    if not atomic.exchange(a, b):
+    if not _exchange_supported(tmp_path):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not supported on this filesystem")
+    a, b = _folder(tmp_path / "a", "new"), _folder(tmp_path / "b", "old")
+    assert atomic.exchange(a, b) is True
     assert (b / "f").read_text() == "new" and (a / "f").read_text() == "old"
 
 
@@ -112,7 +117,14 @@ def test_no_renameat2_means_no_exchange(tmp_path, monkeypatch):
 
 
 def test_renameat2_found_in_libc_or_none(monkeypatch):
+    opened = []
+    real_cdll = atomic.ctypes.CDLL
+    monkeypatch.setattr(atomic.ctypes, "CDLL", lambda name, **kw: opened.append(name) or real_cdll(name, **kw))
     assert atomic._renameat2() is not None  # glibc >= 2.28 has it
+    assert opened == [atomic.ctypes.util.find_library("c")]
+    monkeypatch.setattr(atomic.ctypes.util, "find_library", lambda name: None)  # then the usual soname
+    assert atomic._renameat2() is not None and opened[-1] == "libc.so.6"
+    monkeypatch.setattr(atomic.ctypes, "CDLL", real_cdll)
     monkeypatch.setattr(atomic.ctypes.util, "find_library", lambda name: "libnot-there.so.0")
     assert atomic._renameat2() is None
 

@@ -584,14 +584,14 @@ def test_rewrites_rename_the_reads_inside_subgraphs():
 
 def test_noop_reshapes_counted_past_nodes_that_do_not_qualify():
     nodes = [helper.make_node("Relu", ["x"], ["h"]),
-             helper.make_node("Reshape", ["h", "half"], ["z"]),
+             helper.make_node("Reshape", ["h", "half"], ["z"]), helper.make_node("Neg", ["z"], ["z2"]),  # not a no-op
              helper.make_node("Reshape", ["h", "flat"], ["r"]), helper.make_node("Relu", ["r"], ["y"]),
              helper.make_node("Reshape", ["r", "flat"], ["r2"]), helper.make_node("Neg", ["r2"], ["y2"])]
     before = _model(nodes, [helper.make_tensor_value_info("x", F, ["batch", 4])],
-                    [helper.make_tensor_value_info(n, F, None) for n in ("z", "y", "y2")],
+                    [helper.make_tensor_value_info(n, F, None) for n in ("z2", "y", "y2")],
                     [_const("flat", np.array([-1, 4], np.int64)), _const("half", np.array([-1, 2], np.int64))])
     after, counts = _slimmed(before)
-    assert counts["noop_reshape"] == 2 and _ops(after.graph) == ["Relu", "Reshape", "Relu", "Neg"]
+    assert counts["noop_reshape"] == 2 and _ops(after.graph) == ["Relu", "Reshape", "Neg", "Relu", "Neg"]
     _same_function(before, after, {"x": np.arange(8, dtype=np.float32).reshape(2, 4) - 3})
 
 

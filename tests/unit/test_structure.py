@@ -106,7 +106,7 @@ def test_leaked_constant_input_is_named(tmp_path):
 
 def test_missing_input_is_not_called_a_leak(tmp_path):
     check = _checks(tmp_path, _graph(inputs=[]))["onnx_inputs"]
-    assert not check.passed and not check.detail.endswith("?)")
+    assert check.passed is False and check.detail == "expected [('x', 'float32', ('batch', 4))], found []"
 
 
 @pytest.mark.parametrize("outputs", [
@@ -117,19 +117,22 @@ def test_missing_input_is_not_called_a_leak(tmp_path):
      helper.make_tensor_value_info("n", F, ["batch", 1])],
 ], ids=["missing", "order", "dims", "dtype"])
 def test_wrong_outputs_fail_the_output_check(tmp_path, outputs):
+    found = str([(o.name, {1: "float32", 10: "float16"}[o.type.tensor_type.elem_type],
+                  tuple(d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim)) for o in outputs])
     check = _checks(tmp_path, _graph(outputs=outputs))["onnx_outputs"]
-    assert not check.passed and check.detail.startswith("expected [('y', 'float32', ('batch', 4)), ('n', 'float32', ('batch', 1))]")
+    assert check.passed is False
+    assert check.detail == f"expected [('y', 'float32', ('batch', 4)), ('n', 'float32', ('batch', 1))], found {found}"
 
 
 def test_invalid_graph_fails_the_onnx_checker_with_one_line(tmp_path):
     model = _graph(extra_nodes=[helper.make_node("Relu", ["nowhere"], ["r"])])
     check = _checks(tmp_path, model)["onnx_checker"]
-    assert not check.passed and "nowhere" in check.detail and "\n" not in check.detail
+    assert check.passed is False and "nowhere" in check.detail and "\n" not in check.detail
 
 
 def test_unparseable_onnx_is_an_artifact_error(tmp_path):
     (tmp_path / layout.ONNX).write_bytes(b"\x08\x07garbage" * 10)
-    with pytest.raises(ArtifactError, match=r"^toy: model\.onnx cannot be parsed \(\w+\)$"):
+    with pytest.raises(ArtifactError, match=r"^toy: model\.onnx cannot be parsed \(DecodeError\)$"):
         onnx_checks(SPEC, tmp_path)
 
 
