@@ -32,6 +32,11 @@ SKIP = {
     # call). It is no check: what it finds is measured by the verifier's coverage rules, and the
     # end-to-end tests (tests/test_verify.py) fail when a required path is not covered.
     "verify/inputs.py": ["find_coverage_inputs"],
+    # TensorFlow's side of the verifier (the reference rebuilt from the weights, the stored-output
+    # check against it, tool versions, the whole-run entry point): tested end to end in
+    # tests/test_verify.py and tests/test_test_data.py, seconds per call.
+    "verify/verifier.py": ["environment", "stored_cases", "_reference_model", "_stored_outputs_check",
+                           "verify_models"],
 }
 
 
