@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from tf_parity_export.export.cli import main as export_main
 from tf_parity_export.verify.cli import main as verify_main
 from tf_parity_export.models import MODELS
 from tf_parity_export.verify import layout, verify_models
+
+from unit.lockwatch import wait_until_blocked
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import main; main()"]
@@ -171,13 +174,28 @@ def test_kill_9_at_several_points_never_tears_a_folder(tmp_path):
     assert [p.name for p in out.iterdir() if is_temporary(p)] == []  # the next run cleans up
 
 
-def test_two_exports_at_once_take_turns(tmp_path):
+def test_a_second_export_waits_for_the_lock_and_then_finishes(tmp_path):
+    """Deterministic: the test holds artifacts/.export.lock; the export is seen blocked on it in
+    /proc/locks, having written nothing; released, it finishes. Without the lock it would finish (or
+    write) while the lock is held, and this fails every time, not by luck of timing."""
     out = tmp_path / "artifacts"
-    procs = [subprocess.Popen([*EXPORT, "mlp", "fancy_mlp", "--no-verify", "--out", str(out)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    assert [p.name for p in out.iterdir() if is_temporary(p)] == []
-    assert verify_models(["mlp", "fancy_mlp"], out, runtimes=["ort_cpu", "saved_model"])
+    out.mkdir()
+    lock = out / ".export.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([*EXPORT, "mlp", "--no-verify", "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_until_blocked(lock, proc.pid, lambda: proc.poll() is not None)
+            assert sorted(p.name for p in out.iterdir()) == [".export.lock"]
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    proc.stderr.close()
+    assert sorted(p.name for p in out.iterdir()) == [".export.lock", layout.INDEX, "mlp"]
+    assert verify_models(["mlp"], out, runtimes=["ort_cpu"])
 
 
 def test_check_passes_when_current_and_lists_what_differs(artifacts, tmp_path):

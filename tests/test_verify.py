@@ -181,3 +181,71 @@ def test_compare_rules():
     assert compare_output("y", np.array([np.nan]), np.array([np.nan]), 1e-5, 1e-5)
     assert not compare_output("y", ref, ref[:2], 1e-5, 1e-5)
 
+
+
+# --- verdict plumbing: each kind of finding reaches the failures (and so the exit code) ----------
+
+def test_runtime_that_raises_during_inference_is_an_error_and_fails_the_run(copy_of):
+    """A real onnxruntime failure, no mock: the logits are reshaped to [3, -1] and back, which no batch
+    of 10 logits (1, 2 or 7 rows) divides into. The model loads; inference raises."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    root = copy_of("mlp")
+    folder = root / "mlp"
+    model = onnx.load(str(folder / layout.ONNX))
+    graph = model.graph
+    out = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["pre_" + o if o == out else o for o in node.output]
+    graph.initializer.extend([numpy_helper.from_array(np.array([3, -1], np.int64), "odd_shape"),
+                              numpy_helper.from_array(np.array([-1, 10], np.int64), "back_shape")])
+    graph.node.extend([helper.make_node("Reshape", ["pre_" + out, "odd_shape"], ["odd"]),
+                       helper.make_node("Reshape", ["odd", "back_shape"], [out])])
+    onnx.save(model, str(folder / layout.ONNX))
+    _rehash(folder)
+    rep = verify_models(["mlp"], root, runtimes=["ort_cpu"])
+    results = rep.models[0].results
+    assert {r.status for r in results} == {"error"} and len(results) == 3
+    assert not rep
+    assert rep.failures()[0].startswith("mlp/ort_cpu: case random_b1: ")
+    assert len(rep.failures()) == 3 and all("\n" not in line for line in rep.failures())
+    assert rep.to_json()["passed"] is False
+
+
+def test_failed_structure_check_is_in_the_failures(copy_of):
+    """The classic tf2onnx leak: a weight listed as a graph input too. Every runtime still agrees
+    (an initializer that is also an input is an overridable default), so only the check can catch it."""
+    import onnx
+
+    root = copy_of("mlp")
+    folder = root / "mlp"
+    model = onnx.load(str(folder / layout.ONNX))
+    weight = model.graph.initializer[0]
+    model.graph.input.append(onnx.helper.make_tensor_value_info(weight.name, weight.data_type, list(weight.dims)))
+    onnx.save(model, str(folder / layout.ONNX))
+    _rehash(folder)
+    rep = verify_models(["mlp"], root, runtimes=["ort_cpu"])
+    assert {r.status for r in rep.models[0].results} == {"passed"}
+    [line] = rep.failures()
+    assert line.startswith("mlp: structure check onnx_inputs failed: expected [('x', 'float32', ('batch', 20))], found ")
+    assert line.endswith(" (a captured constant leaked out as an input?)")
+
+
+def test_stored_outputs_changed_are_caught_with_tensorflow_installed(copy_of):
+    """Edit one stored TF eager output and re-hash the card: only the test-data check can catch it
+    (with TensorFlow the runtimes are compared with a fresh TF eager, not with the stored outputs)."""
+    from onnx import numpy_helper
+
+    root = copy_of("mlp")
+    folder = root / "mlp"
+    path = folder / "test_data_set_1" / "output_0.pb"
+    import onnx
+
+    tensor = onnx.TensorProto.FromString(path.read_bytes())
+    values = numpy_helper.to_array(tensor).copy()
+    values[1, 3] += 1e-3
+    path.write_bytes(numpy_helper.from_array(values, tensor.name).SerializeToString())
+    _rehash(folder)
+    rep = verify_models(["mlp"], root, runtimes=["ort_cpu"])
+    assert rep.failures() == ["mlp: structure check test_data_outputs failed: outputs differ from TF eager: ['random_b2']"]

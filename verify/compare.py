@@ -73,8 +73,8 @@ class OutputComparison:
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray | None, atol: float, rtol: float,
                    terms: int = 1) -> OutputComparison:
     """An element fails only if it exceeds both atol and rtol * |ref| (as Polygraphy does);
-    a NaN where the reference is not NaN fails; shape or dtype differences fail.
-    Equal values pass, infinities of the same sign included.
+    a NaN or an infinity on one side only (or infinities of opposite sign) fails; shape or
+    dtype differences fail. Equal values pass, infinities of the same sign included.
 
     `terms`: how many float32 numbers each element sums over the batch; rtol
     grows with it (`summed_rtol`). Compared in blocks, so a million-row output
@@ -108,7 +108,10 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray | None, atol: flo
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(diff == 0, 0.0, diff / scale)
         rel[np.isnan(rel)] = np.inf  # an infinite error against an infinite reference
-        bad += int(((diff > atol) & (diff > rtol * scale)).sum())
+        # A NaN or an infinity that the other side does not have fails whatever the tolerances:
+        # against a NaN or infinite reference, `diff > rtol * scale` alone would never be true.
+        nonfinite = ~same & ~(np.isfinite(ref64) & np.isfinite(got64))
+        bad += int((nonfinite | ((diff > atol) & (diff > rtol * scale))).sum())
         i = int(np.argmax(diff))
         if diff[i] > max_abs:
             max_abs, worst = float(diff[i]), start + i

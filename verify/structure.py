@@ -64,7 +64,7 @@ def onnx_checks(spec: ModelSpec, folder: Path) -> list[Check]:
     try:
         onnx.checker.check_model(model, full_check=True)
         checks.append(Check("onnx_checker", True, "onnx.checker full_check passed"))
-    except onnx.checker.ValidationError as e:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:  # full_check infers types
         checks.append(Check("onnx_checker", False, str(e).splitlines()[0]))
     return checks
 

@@ -1,0 +1,101 @@
+"""verify/inputs.py: seeded random cases, and every bad user feed refused with one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tf_parity_export.models import InputError, ModelSpec, TensorSig
+from tf_parity_export.verify import inputs
+
+SPEC = ModelSpec(name="toy", builder="none:none", summary="",
+                 inputs=(TensorSig("x", (None, 4)), TensorSig("k", (None, 2, 3))), outputs=(TensorSig("y", (None, 1)),))
+GOOD = {"x": np.zeros((2, 4), np.float32), "k": np.ones((2, 2, 3), np.float32)}
+
+
+def test_random_cases_one_per_batch_size_uniform_and_seeded():
+    cases = inputs.random_cases(SPEC)
+    assert [(c.name, c.kind) for c in cases] == [("random_b1", "random"), ("random_b2", "random"), ("random_b7", "random")]
+    assert inputs.BATCH_SIZES == (1, 2, 7)
+    for case, batch in zip(cases, (1, 2, 7)):
+        assert case.feed["x"].shape == (batch, 4) and case.feed["k"].shape == (batch, 2, 3)
+        assert all(v.dtype == np.float32 and v.min() >= 0 and v.max() < 1 for v in case.feed.values())
+        rng = np.random.default_rng([inputs.INPUT_SEED, batch])
+        assert np.array_equal(case.feed["x"], rng.random((batch, 4), dtype=np.float32))
+        assert np.array_equal(case.feed["k"], rng.random((batch, 2, 3), dtype=np.float32))
+    again = inputs.random_cases(SPEC, (3,), seed=7)
+    assert [c.name for c in again] == ["random_b3"]
+    assert np.array_equal(again[0].feed["x"], np.random.default_rng([7, 3]).random((3, 4), dtype=np.float32))
+    assert inputs.INPUT_SEED == 1234
+
+
+def test_a_good_feed_is_returned_as_arrays():
+    checked = inputs.validate_feed(SPEC, {"k": GOOD["k"], "x": GOOD["x"][0:1].copy()}, "mine.npz")
+    assert list(checked) == ["x", "k"]  # in the spec's order
+    assert isinstance(checked["x"], np.ndarray) and checked["x"].shape == (1, 4)
+
+
+@pytest.mark.parametrize("feed, message", [
+    ({"x": GOOD["x"]}, "mine.npz: has keys ['x'], toy takes ['x', 'k']"),
+    ({**GOOD, "extra": GOOD["x"]}, "mine.npz: has keys ['extra', 'k', 'x'], toy takes ['x', 'k']"),
+    ({**GOOD, "x": GOOD["x"].astype(np.float64)}, "mine.npz: 'x' is float64, toy takes float32"),
+    ({**GOOD, "k": GOOD["k"].astype(np.int32)}, "mine.npz: 'k' is int32, toy takes float32"),
+    ({**GOOD, "x": np.zeros((2, 5), np.float32)},
+     "mine.npz: 'x' has shape (2, 5), toy takes ('batch', 4) with batch >= 1"),
+    ({**GOOD, "x": np.zeros((4,), np.float32)}, "mine.npz: 'x' has shape (4,), toy takes ('batch', 4) with batch >= 1"),
+    ({**GOOD, "x": np.zeros((0, 4), np.float32)},
+     "mine.npz: 'x' has shape (0, 4), toy takes ('batch', 4) with batch >= 1"),
+    ({**GOOD, "k": np.zeros((2, 3, 2), np.float32)},
+     "mine.npz: 'k' has shape (2, 3, 2), toy takes ('batch', 2, 3) with batch >= 1"),
+    ({**GOOD, "k": np.zeros((2, 2, 3, 1), np.float32)},
+     "mine.npz: 'k' has shape (2, 2, 3, 1), toy takes ('batch', 2, 3) with batch >= 1"),
+    ({**GOOD, "x": np.array([[0, 0, np.nan, 0]], np.float32)}, "mine.npz: 'x' contains NaN; inputs must be finite"),
+    ({**GOOD, "x": np.array([[0, 0, np.inf, 0]], np.float32)}, "mine.npz: 'x' contains infinity; inputs must be finite"),
+    ({**GOOD, "k": np.full((1, 2, 3), -np.inf, np.float32)}, "mine.npz: 'k' contains infinity; inputs must be finite"),
+    ({**GOOD, "x": np.array([[np.inf, np.nan, 0, 0]], np.float32)}, "mine.npz: 'x' contains NaN; inputs must be finite"),
+], ids=["missing", "extra", "float64", "int32", "width", "rank-low", "batch-0", "inner", "rank-high", "nan", "inf",
+        "-inf", "nan-and-inf"])
+def test_each_bad_feed_is_refused_with_one_line(feed, message):
+    with pytest.raises(InputError) as info:
+        inputs.validate_feed(SPEC, feed, "mine.npz")
+    assert str(info.value) == message
+
+
+def test_a_scalar_spec_takes_a_scalar():
+    spec = ModelSpec(name="s", builder="none:none", summary="", inputs=(TensorSig("t", ()),), outputs=())
+    assert inputs.validate_feed(spec, {"t": np.float32(2)}, "src")["t"].shape == ()
+
+
+def test_load_npz_reads_a_validated_user_case(tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(path, **GOOD)
+    case = inputs.load_npz(path, SPEC)
+    assert (case.name, case.kind) == ("user:mine.npz", "user")
+    assert all(np.array_equal(case.feed[k], GOOD[k]) for k in GOOD)
+    np.savez(path, x=GOOD["x"])
+    with pytest.raises(InputError, match=r"mine\.npz: has keys \['x'\], toy takes \['x', 'k'\]$"):
+        inputs.load_npz(path, SPEC)
+
+
+@pytest.mark.parametrize("content", [b"not a zip", None, "pickle"])
+def test_load_npz_refuses_unreadable_files_and_pickles(tmp_path, content):
+    path = tmp_path / "mine.npz"
+    if content == "pickle":
+        np.savez(path, x=np.array([{"a": 1}], dtype=object), k=GOOD["k"])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        inputs.load_npz(path, SPEC)
+    assert str(info.value).startswith(f"{path}: not a readable .npz file (") and "\n" not in str(info.value)
+
+
+def test_coverage_and_boundary_targets_are_on_the_right_side_of_each_threshold():
+    """FancyMLP halves while norm > 1 and scales when norm < 0.8 (models/fancy_mlp.py)."""
+    t = inputs.COVERAGE_TARGETS
+    assert t["loop0_scaled"] < 0.8 < t["loop0_kept"] <= 1
+    assert 1 < t["loop1_scaled"] / 2 * 2 and 1 < t["loop1_scaled"] <= 2 and t["loop1_scaled"] / 2 < 0.8
+    assert 1 < t["loop1_kept"] <= 2 and 0.8 < t["loop1_kept"] / 2
+    assert t["loop12_scaled"] / 2**12 < 0.8 < t["loop12_kept"] / 2**12 <= 1
+    assert 2**11 < t["loop12_scaled"] and 2**11 < t["loop12_kept"]
+    assert inputs.BOUNDARY_TARGETS == {"boundary_loop": 1.0, "boundary_branch": 1.6}
+    assert inputs.BOUNDARY_MARGIN == 1e-4

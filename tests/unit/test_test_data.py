@@ -1,0 +1,72 @@
+"""verify/test_data.py: ONNX test data sets written and read back; wrong or broken files refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tf_parity_export.models import ArtifactError, ModelSpec, TensorSig
+from tf_parity_export.verify.test_data import read_sets, set_dir, write_set
+
+SPEC = ModelSpec(name="toy", builder="none:none", summary="",
+                 inputs=(TensorSig("a", (None, 2)), TensorSig("b", (None, 3))),
+                 outputs=(TensorSig("y", (None, 2)), TensorSig("z", (None, 1))))
+FEED = {"a": np.array([[1, 2]], np.float32), "b": np.array([[3, 4, 5]], np.float32)}
+OUT = {"y": np.array([[0.5, -1]], np.float32), "z": np.array([[7]], np.float32)}
+
+
+def _card(*sets):
+    return {"test_data": [{"set": s, "case": f"case{i}", "kind": "coverage", "path": {"branch": "kept"} if i else None}
+                          for i, s in enumerate(sets)]}
+
+
+def test_sets_round_trip_in_the_onnx_layout(tmp_path):
+    assert write_set(tmp_path, 0, SPEC, FEED, OUT) == "test_data_set_0" == set_dir(0)
+    assert write_set(tmp_path, 1, SPEC, FEED, {"y": OUT["y"] * 2, "z": OUT["z"]}) == "test_data_set_1"
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pb"))
+    assert files == [f"test_data_set_{i}/{kind}_{j}.pb" for i in (0, 1) for kind in ("input", "output") for j in (0, 1)]
+    tensor = onnx.TensorProto.FromString((tmp_path / "test_data_set_0" / "input_1.pb").read_bytes())
+    assert tensor.name == "b" and np.array_equal(numpy_helper.to_array(tensor), FEED["b"])
+    first, second = read_sets(tmp_path, SPEC, _card("test_data_set_0", "test_data_set_1"))
+    assert (first.case.name, first.case.kind, first.path) == ("case0", "coverage", None)
+    assert second.path == {"branch": "kept"}
+    assert {k: v.tolist() for k, v in first.case.feed.items()} == {k: v.tolist() for k, v in FEED.items()}
+    assert {k: v.tolist() for k, v in first.expected.items()} == {k: v.tolist() for k, v in OUT.items()}
+    assert second.expected["y"].tolist() == (OUT["y"] * 2).tolist()
+
+
+def test_a_card_without_test_data_reads_none(tmp_path):
+    assert read_sets(tmp_path, SPEC, {}) == []
+
+
+@pytest.mark.parametrize("rel, name, want", [
+    ("input_0.pb", "b", "a"), ("output_1.pb", "y", "z"),
+])
+def test_a_tensor_under_the_wrong_name_is_refused(tmp_path, rel, name, want):
+    write_set(tmp_path, 0, SPEC, FEED, OUT)
+    path = tmp_path / "test_data_set_0" / rel
+    path.write_bytes(numpy_helper.from_array(np.zeros((1, 2), np.float32), name).SerializeToString())
+    with pytest.raises(ArtifactError) as info:
+        read_sets(tmp_path, SPEC, _card("test_data_set_0"))
+    assert str(info.value) == f"toy: test_data_set_0/{rel} holds {name!r}, expected {want!r}"
+
+
+@pytest.mark.parametrize("damage, why", [("garbage", "DecodeError"), ("missing", "FileNotFoundError")])
+def test_unreadable_test_data_is_one_line(tmp_path, damage, why):
+    write_set(tmp_path, 0, SPEC, FEED, OUT)
+    path = tmp_path / "test_data_set_0" / "output_0.pb"
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(b"\xff\xff\xff garbage")
+    with pytest.raises(ArtifactError) as info:
+        read_sets(tmp_path, SPEC, _card("test_data_set_0"))
+    assert str(info.value) == f"toy: test_data_set_0/output_0.pb is unreadable ({why})"
+
+
+def test_writing_into_an_existing_set_is_refused(tmp_path):
+    write_set(tmp_path, 0, SPEC, FEED, OUT)
+    with pytest.raises(FileExistsError):
+        write_set(tmp_path, 0, SPEC, FEED, OUT)

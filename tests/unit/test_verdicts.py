@@ -1,0 +1,271 @@
+"""verify/verifier.py's verdicts on a synthetic model folder, replayed as without TensorFlow.
+
+The folder is what `export-models` writes (card, ONNX, test data sets; the TF
+files are stand-in bytes, hashed but never loaded on this path), so
+`verify_model(..., with_tf=False)` runs real onnxruntime and onnx.reference on
+it in milliseconds. Each test plants one finding and checks it reaches the
+failures, so the printed verdict and the exit code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tf_parity_export.models import ModelSpec, TensorSig
+from tf_parity_export.verify import layout
+from tf_parity_export.verify.test_data import write_set
+from tf_parity_export.verify.verifier import STORED, CaseResult, ModelReport, Report, tool_versions, verify_model
+
+F = TensorProto.FLOAT
+SPEC = ModelSpec(name="toy", builder="none:none", summary="", inputs=(TensorSig("x", (None, 4)),),
+                 outputs=(TensorSig("y", (None, 4)),))
+FEEDS = [np.array([[1, -2, 3, -4]], np.float32), np.array([[0.5, 0, -1, 2], [3, 2, 1, 0]], np.float32)]
+
+
+def _onnx(reshape_to=None, leak=False, op="Relu"):
+    nodes = [helper.make_node(op, ["x"], ["h"]), helper.make_node("Mul", ["h", "two"], ["y"])]
+    inits = [numpy_helper.from_array(np.float32(2), "two")]
+    if reshape_to is not None:  # reshape and back: fails at run time when the batch does not divide
+        nodes[-1].output[0] = "pre"
+        inits += [numpy_helper.from_array(np.array(reshape_to, np.int64), "odd"),
+                  numpy_helper.from_array(np.array([-1, 4], np.int64), "back")]
+        nodes += [helper.make_node("Reshape", ["pre", "odd"], ["o"]), helper.make_node("Reshape", ["o", "back"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", F, ["batch", 4])]
+    if leak:
+        inputs.append(helper.make_tensor_value_info("two", F, []))
+    graph = helper.make_graph(nodes, "toy", inputs, [helper.make_tensor_value_info("y", F, ["batch", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _folder(tmp_path, model=None, paths=(None, None), expected=None):
+    folder = tmp_path / "toy"
+    (folder / layout.SAVED_MODEL).mkdir(parents=True)
+    (folder / layout.SAVED_MODEL / "saved_model.pb").write_bytes(b"stand-in")
+    (folder / layout.WEIGHTS).write_bytes(b"stand-in")
+    onnx.save(model or _onnx(), str(folder / layout.ONNX))
+    entries = []
+    for i, feed in enumerate(FEEDS):
+        want = (expected or {}).get(i, np.maximum(feed, 0) * 2)
+        entries.append({"set": write_set(folder, i, SPEC, {"x": feed}, {"y": want}), "case": f"case{i}",
+                        "kind": "random", "path": paths[i]})
+    card = {"schema": layout.SCHEMA_VERSION, "files": layout.hash_tree(folder), "test_data": entries}
+    (folder / layout.CARD).write_text(json.dumps(card))
+    return folder
+
+
+def _verify(folder, runtimes=("ort_cpu", "onnx_reference"), **kw):
+    return verify_model(SPEC, folder, list(runtimes), with_tf=False, **kw)
+
+
+def test_faithful_folder_passes_on_every_onnx_runtime(tmp_path):
+    rep = _verify(_folder(tmp_path), runtimes=("ort_cpu", "ort_cpu_noopt", "onnx_reference"))
+    assert rep.failures() == [] and rep.error == "" and rep.reference == STORED
+    assert rep.runtimes == {"ort_cpu": "ran", "ort_cpu_noopt": "ran", "onnx_reference": "ran"}
+    assert [(r.runtime, r.case, r.status) for r in rep.results] == [
+        (rt, c, "passed") for rt in ("ort_cpu", "ort_cpu_noopt", "onnx_reference") for c in ("case0", "case1")]
+    assert rep.cases == [{"name": "case0", "kind": "random", "batch": 1}, {"name": "case1", "kind": "random", "batch": 2}]
+    assert [c.name for c in rep.checks] == ["onnx_inputs", "onnx_outputs", "onnx_control_flow", "onnx_checker"]
+    assert rep.coverage == {}
+    assert rep.to_json()["passed"] is True
+
+
+def test_runtime_that_raises_during_inference_is_an_error_and_a_failure(tmp_path):
+    rep = _verify(_folder(tmp_path, _onnx(reshape_to=[3, -1])), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["error", "error"]
+    lines = rep.failures()
+    assert len(lines) == 2 and lines[0].startswith("toy/ort_cpu: case case0: ")
+    assert all("\n" not in line for line in lines)
+    reason = rep.results[0].reason
+    assert reason.split(": ")[0].isidentifier() and lines[0] == f"toy/ort_cpu: case case0: {reason}"
+    assert "Reshape" in reason.split(": ", 1)[1]  # the exception's own first line, after its type
+    assert rep.to_json()["passed"] is False
+
+
+def test_an_exception_without_a_message_is_still_named(tmp_path):
+    from tf_parity_export.verify import verifier
+
+    class Silent:
+        name = "silent"
+
+        def infer(self, feed):
+            raise KeyError()  # str() of this is "" : the reason must still say what happened
+
+    result = verifier._run_case(SPEC, Silent(), verifier.Case("c", "random", {"x": FEEDS[0]}), {}, False)
+    assert (result.status, result.reason) == ("error", "KeyError: ")
+
+
+def test_a_mismatch_is_a_failure_naming_output_error_index_and_tolerances(tmp_path):
+    wrong = FEEDS[1].clip(0) * 2
+    wrong[1, 2] += 0.5
+    rep = _verify(_folder(tmp_path, expected={1: wrong}), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["passed", "failed"]
+    assert rep.failures() == ["toy/ort_cpu: case case1: output 'y' max abs error 0.5, max rel 0.2 at [1, 2] "
+                              "exceeds atol=1e-05 and rtol=1e-05 (1 of 8 elements out of tolerance)"]
+
+
+def test_a_boundary_case_is_reported_apart_not_failed(tmp_path):
+    """A case whose recorded path sits on a decision boundary may go either way: not a failure, not a pass."""
+    wrong = FEEDS[0].clip(0) * 2 + 1
+    paths = ({"iterations": 0, "branch": "kept", "margin": 1e-6}, {"iterations": 1, "branch": "kept", "margin": 0.2})
+    rep = _verify(_folder(tmp_path, paths=paths, expected={0: wrong}), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["boundary", "random"]
+    assert rep.cases[0]["path"] == {**paths[0], "source": "recorded at export"}
+    assert [r.status for r in rep.results] == ["boundary", "passed"]
+    assert rep.failures() == []
+
+
+def test_a_margin_just_over_the_boundary_is_an_ordinary_case(tmp_path):
+    from tf_parity_export.verify.inputs import BOUNDARY_MARGIN
+
+    paths = ({"iterations": 0, "branch": "kept", "margin": BOUNDARY_MARGIN},
+             {"iterations": 0, "branch": "kept", "margin": BOUNDARY_MARGIN * 0.999})
+    rep = _verify(_folder(tmp_path, paths=paths), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["random", "boundary"]
+
+
+def test_a_failed_structure_check_is_a_failure_even_when_every_runtime_agrees(tmp_path):
+    rep = _verify(_folder(tmp_path, _onnx(leak=True)), runtimes=("ort_cpu",))
+    assert {r.status for r in rep.results} == {"passed"}
+    assert rep.failures() == ["toy: structure check onnx_inputs failed: expected [('x', 'float32', ('batch', 4))], "
+                              "found [('x', 'float32', ('batch', 4)), ('two', 'float32', ())] "
+                              "(a captured constant leaked out as an input?)"]
+
+
+def test_a_runtime_that_cannot_load_the_model_is_an_error(tmp_path):
+    rep = _verify(_folder(tmp_path, _onnx(op="NoSuchOp")), runtimes=("ort_cpu", "onnx_reference"))
+    assert list(rep.runtimes) == ["ort_cpu", "onnx_reference"]  # the next runtime is still tried
+    assert rep.runtimes["ort_cpu"].startswith("error: toy: model.onnx cannot be loaded by onnxruntime (")
+    assert f"toy/ort_cpu: {rep.runtimes['ort_cpu']}" in rep.failures()
+    assert not [r for r in rep.results if r.runtime == "ort_cpu"]
+
+
+def test_unavailable_runtime_fails_only_when_required(tmp_path):
+    rep = _verify(_folder(tmp_path), runtimes=("tf_eager", "ort_cpu"))
+    assert list(rep.runtimes) == ["tf_eager", "ort_cpu"] and len(rep.results) == 2  # the next runtime still runs
+    assert rep.runtimes["tf_eager"].startswith("unavailable: TensorFlow is not installed here")
+    assert rep.failures() == [] and rep.failures({"ort_cpu"}) == []
+    assert rep.failures({"tf_eager"}) == [f"toy/tf_eager: {rep.runtimes['tf_eager']}"]
+    chosen = Report([rep], {"ort_cpu"}, 1.0, {})
+    required = Report([rep], {"ort_cpu", "tf_eager"}, 1.0, {})
+    assert chosen and chosen.to_json()["passed"] is True and chosen.to_json()["failures"] == []
+    assert not required and required.to_json()["passed"] is False
+    assert required.failures() == required.to_json()["failures"] == rep.failures({"tf_eager"})
+    assert required.to_json()["models"][0]["passed"] is False and chosen.to_json()["models"][0]["passed"] is True
+
+
+def test_a_bad_artifact_is_one_error_and_nothing_runs(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / layout.ONNX).write_bytes(b"changed")
+    rep = _verify(folder)
+    assert rep.error == "toy: model.onnx changed since export (sha256 mismatch); re-export with `export-models toy`"
+    assert rep.failures() == [rep.error] and rep.results == [] and rep.runtimes == {}
+    assert rep.to_json()["passed"] is False and rep.to_json()["error"] == rep.error
+
+
+def test_card_and_external_data_problems_name_the_model(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / layout.CARD).unlink()
+    assert _verify(folder).failures() == [f"toy: {folder / layout.CARD} is missing; re-export with `export-models toy`"]
+    model = _onnx()
+    two = model.graph.initializer[0]
+    two.ClearField("float_data")
+    two.ClearField("raw_data")
+    two.data_location = TensorProto.EXTERNAL
+    two.external_data.add(key="location", value="../elsewhere.bin")
+    folder = _folder(tmp_path / "ext", model)
+    assert _verify(folder).failures() == ["toy: model.onnx tensor 'two' points to external data at '../elsewhere.bin', "
+                                          "outside the model folder; refusing it"]
+    two.external_data[0].value = "w.bin"  # inside, but not in the card
+    folder = _folder(tmp_path / "unlisted", model)
+    assert _verify(folder).failures() == ["toy: model.onnx tensor 'two' reads 'w.bin', which card.json does not list; "
+                                          "refusing it"]
+
+
+def test_user_inputs_need_tensorflow(tmp_path):
+    from tf_parity_export.verify.inputs import Case
+
+    rep = _verify(_folder(tmp_path), user_case=Case("user:mine.npz", "user", {"x": FEEDS[0]}))
+    assert rep.failures() == ["toy: --inputs needs TensorFlow to compute reference outputs; without it only the "
+                              "stored test data sets can be replayed"]
+
+
+def test_stored_test_data_that_is_not_a_valid_feed_is_an_error(tmp_path):
+    folder = _folder(tmp_path)
+    bad = np.array([[np.nan, 0, 0, 0]], np.float32)
+    (folder / "test_data_set_0" / "input_0.pb").write_bytes(numpy_helper.from_array(bad, "x").SerializeToString())
+    card = json.loads((folder / layout.CARD).read_text())
+    card["files"] = layout.hash_tree(folder)
+    (folder / layout.CARD).write_text(json.dumps(card))
+    assert _verify(folder).failures() == ["toy: case case0: 'x' contains NaN; inputs must be finite"]
+
+
+def test_each_failure_kind_is_listed_in_order():
+    rep = ModelReport("m", runtimes={"a": "ran", "b": "error: boom", "c": "unavailable: no"})
+    rep.results = [CaseResult("a", "c1", "passed"), CaseResult("a", "c2", "error", reason="E: x"),
+                   CaseResult("a", "c3", "boundary")]
+    rep.coverage = {"loop ran once": [], "branch kept": ["c1"]}
+    from tf_parity_export.verify.structure import Check
+
+    rep.checks = [Check("ok", True, ""), Check("bad", False, "why")]
+    assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
+                                   "m/a: case c2: E: x", "m: no input covers 'loop ran once' (coverage)"]
+    data = rep.to_json({"c"})
+    assert data["passed"] is False and data["checks"][1] == {"check": "bad", "passed": False, "detail": "why"}
+    assert data["results"][1] == {"runtime": "a", "case": "c2", "status": "error", "reason": "E: x", "outputs": []}
+    assert set(data) == {"model", "passed", "error", "reference", "runtimes", "cases", "coverage", "checks", "results"}
+
+
+def test_report_json_is_strict_and_agrees_with_its_truth():
+    ok = Report([ModelReport("m")], set(), 1.23456, {"python": "3.11.0"})
+    data = ok.to_json()
+    assert data == {"schema": "tf-parity-report/1", "passed": True, "seconds": 1.235, "environment": {"python": "3.11.0"},
+                    "failures": [], "models": [ok.models[0].to_json()]}
+    json.dumps(data, allow_nan=False)
+
+
+def test_tool_versions_keep_what_decides_the_bytes():
+    env = {"python": "3.11.9", "platform": "Linux-x", "tensorflow": "2.21.0", "keras": "3.15.1", "tf2onnx": "1.17.0",
+           "onnx": "1.23.2", "onnxruntime": "1.32.0", "onnxruntime_providers": ["CPUExecutionProvider"]}
+    assert tool_versions(env) == {"python": "3.11", "tensorflow": "2.21.0", "keras": "3.15.1", "tf2onnx": "1.17.0",
+                                  "onnx": "1.23.2", "onnxruntime": "1.32.0"}
+
+
+@pytest.mark.parametrize("runtimes", [(), ("ort_cpu",)])
+def test_no_runtime_chosen_runs_nothing_but_still_checks(tmp_path, runtimes):
+    rep = _verify(_folder(tmp_path, _onnx(leak=True)), runtimes=runtimes)
+    assert rep.failures()[0].startswith("toy: structure check onnx_inputs failed")
+    assert len(rep.results) == 2 * len(runtimes)
+
+
+def test_coverage_counts_recorded_paths_but_never_boundary_cases(tmp_path):
+    """With a probe declared, each required path must be taken by an input that is not on a boundary.
+    (The rules as they stand; verify/verifier.py's REQUIRED_PATHS.)"""
+    from dataclasses import replace
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    paths = ({"iterations": 0, "branch": "scaled", "margin": 0.3}, {"iterations": 1, "branch": "kept", "margin": 1e-6})
+    rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
+    assert rep.coverage == {"loop ran 0 times": ["case0"], "loop ran once": [], "loop ran 10+ times": [],
+                            "branch scaled": ["case0"], "branch kept": []}
+    assert rep.failures() == [f"toy: no input covers '{need}' (coverage)"
+                              for need in ("loop ran once", "loop ran 10+ times", "branch kept")]
+
+
+@pytest.mark.parametrize("iterations, hits", [
+    (0, {"loop ran 0 times"}), (1, {"loop ran once"}), (9, set()), (10, {"loop ran 10+ times"}),
+    (12, {"loop ran 10+ times"}),
+])
+def test_each_loop_requirement_is_met_only_by_its_count(tmp_path, iterations, hits):
+    from dataclasses import replace
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    paths = ({"iterations": iterations, "branch": "kept", "margin": 0.3}, None)
+    rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
+    assert {need for need, names in rep.coverage.items() if names and need.startswith("loop")} == hits
