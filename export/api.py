@@ -10,6 +10,7 @@ from typing import Callable
 from tf_parity_export.models import PluginError, get_spec
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
+from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
 
 from .atomic import exclusive
 from .onnx_model import DEFAULT_OPSET, check_opset
@@ -51,7 +52,9 @@ def export_models(
     env = environment()
     results = []
     failed: dict[str, str] = {}
-    with exclusive(out):
+    with exclusive(out), RunScope() as scope:
+        if verify:  # the browser (ort_web) starts in the background while the models export
+            warm_up(scope, list(RUNTIMES))
         for i, spec in enumerate(specs, 1):
             try:
                 r = export_model(spec, out, opset, env)
@@ -71,7 +74,8 @@ def export_models(
                 raise PluginError("\n".join(failed.values()))
             return results, None
         models = {r.name: r.model for r in results}
-        report = verify_models([r.name for r in results], out, models=models, allow_uncovered=allow_uncovered)
+        report = verify_models([r.name for r in results], out, models=models, allow_uncovered=allow_uncovered,
+                               scope=scope)
         return results, _with_failed(report, failed)
 
 

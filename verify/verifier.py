@@ -6,6 +6,7 @@ the caller decides (the CLIs raise one ParityError listing every failure).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, load_npz, random_cases, read_npz, validate_feed
-from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, mode
+from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, mode, warm_up
 from .structure import Check, onnx_checks
 from .test_data import read_sets
 
@@ -408,6 +409,7 @@ def verify_models(
     models: dict[str, Any] | None = None,
     require: dict[str, float | None] | None = None,
     allow_uncovered: bool = False,
+    scope: RunScope | None = None,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -428,6 +430,8 @@ def verify_models(
             `runtimes` are required too, at the model's tolerance.
         allow_uncovered: report control-flow paths no case reaches without
             failing on them.
+        scope: the services the runtimes share (the browser), to use and
+            leave running; by default the run starts and stops its own.
 
     Without TensorFlow (an environment with only onnxruntime and onnx), the
     stored test data sets are replayed on the ONNX runtimes instead.
@@ -449,7 +453,10 @@ def verify_models(
     user_cases = {s.name: load_npz(inputs, s, arrays) for s in specs} if inputs else {}
     with_tf = tensorflow_available()
     prebuilt = models or {}
-    with RunScope() as scope:  # one browser for every model; stopped here, also on Ctrl-C
+    with contextlib.ExitStack() as stack:
+        if scope is None:  # one browser for every model; stopped here, also on Ctrl-C
+            scope = stack.enter_context(RunScope())
+        warm_up(scope, chosen)  # the browser starts while the reference models are built
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
                                 prebuilt.get(s.name), required, scope) for s in specs]
         services = scope.environment()  # e.g. the browser's version

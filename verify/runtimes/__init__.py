@@ -28,10 +28,21 @@ MODES: dict[str, str] = {**ORT_MODES, **OPENVINO_MODES}
 assert set(MODES) <= set(RUNTIMES) and set(MODES.values()) <= set(REDUCED)
 
 
+# Runtimes whose costly service can start in the background before the first model needs it.
+WARM_UPS = {"ort_web": web.warm_up}
+
+
+def warm_up(scope: RunScope, names: list[str]) -> None:
+    """Start the shared services of the named runtimes now (the browser takes a second to start)."""
+    for name in names:
+        if name in WARM_UPS:
+            WARM_UPS[name](scope)
+
+
 def mode(name: str) -> str:
     """The numeric mode of a runtime: "fp32" (exact) or a reduced one ("bf16", "tf32", "fp16", "auto")."""
     return MODES.get(name, EXACT)
 
 
 __all__ = ["EXACT", "MODES", "REDUCED", "REFERENCE", "RUNTIMES", "RunScope", "Runtime", "Subject", "Unavailable",
-           "mode"]
+           "mode", "warm_up"]

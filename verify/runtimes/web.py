@@ -14,13 +14,15 @@ from __future__ import annotations
 import atexit
 import base64
 import http.server
-import os
 import logging
+import os
+import queue
 import shutil
 import sys
 import threading
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -146,54 +148,108 @@ logging.getLogger("asyncio").addFilter(_DriverGone())
 
 
 class Browser:
-    """The file server, Playwright and one headless Chromium page with onnxruntime-web loaded."""
+    """The file server, Playwright and one headless Chromium page with onnxruntime-web loaded.
+
+    Playwright's sync API must be driven from the thread that started it, so
+    one worker thread owns Playwright, the browser and the page, and every call
+    is handed to it. Construction returns at once: Chromium starts in the
+    background (about a second) while the caller goes on exporting or
+    building reference models; the first call waits for it, and a failed start
+    is raised there (as `Unavailable`, with the reason).
+    """
 
     def __init__(self) -> None:
         reason = missing()
         if reason:
             raise Unavailable(reason)
-        from playwright.sync_api import Error, sync_playwright
-
         self.server = FileServer()
-        self.playwright = self.browser = None
         self.errors: list[str] = []
         self.models: dict[str, str] = {}
-        atexit.register(self.close)
+        self.version, self.browser_version = "?", "?"
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
+        self._ready: Future = Future()
         try:
             self.server.add("/", PAGE_DIR / "index.html")
             self.server.add("/ort_runner.js", PAGE_DIR / "ort_runner.js")
             for file in [ORT_DIST / ORT_SCRIPT, *sorted(ORT_DIST.glob(ORT_WASM_GLOB))]:
                 self.server.add(f"/ort/{file.name}", file)
+        except BaseException:
+            self.server.close()
+            raise
+        atexit.register(self.close)
+        self._worker = threading.Thread(target=self._run, name="ort_web-browser", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        """The worker: start everything, serve calls until told to stop, then stop everything."""
+        from playwright.sync_api import Error, sync_playwright
+
+        playwright = browser = None
+        try:
             try:
-                self.playwright = sync_playwright().start()
-            except Error as e:  # e.g. called where Playwright's sync API already runs an event loop
+                playwright = sync_playwright().start()
+            except Error as e:  # e.g. a thread where Playwright's sync API already runs an event loop
                 raise Unavailable(f"Playwright could not start: {_first_line(e)}") from None
             try:
-                self.browser = self.playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
+                browser = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
             except Error as e:
                 raise Unavailable(f"Chromium did not start: {_first_line(e)}") from None
-            self.page = self.browser.new_page()
+            self.browser_version = browser.version
+            self.page = browser.new_page()
             self.page.set_default_timeout(PAGE_TIMEOUT_MS)
             self.page.on("pageerror", lambda e: self.errors.append(_first_line(e)))
             self.page.goto(self.server.origin + "/")
             self.version = self.page.evaluate("ortRunner.init()")
-        except BaseException:
-            self.close()
-            raise
+            self._ready.set_result(True)
+            while (job := self._jobs.get()) is not None:
+                fn, done = job
+                try:
+                    done.set_result(fn())
+                except BaseException as e:  # handed to the caller's thread
+                    done.set_exception(e)
+        except BaseException as e:
+            if not self._ready.done():
+                self._ready.set_exception(e if isinstance(e, Unavailable) else
+                                          Unavailable(f"the browser did not start: {_first_line(e)}"))
+        finally:
+            try:
+                if browser is not None:
+                    browser.close()
+            except Error:
+                pass  # already gone (its process was interrupted too)
+            finally:
+                if playwright is not None:
+                    playwright.stop()
+                while not self._jobs.empty():  # calls that came in after the end: fail them, never hang
+                    job = self._jobs.get()
+                    if job is not None:
+                        job[1].set_exception(PageError("the browser was stopped"))
+
+    def _submit(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the worker thread (after the browser is up) and return its result here."""
+        self._ready.result()  # raises Unavailable if the browser did not start
+        if not self._worker.is_alive():
+            raise PageError("the browser was stopped")
+        done: Future = Future()
+        self._jobs.put((fn, done))
+        return done.result()
 
     def environment(self) -> dict[str, str]:
         """Versions for the report's environment."""
         return {"onnxruntime_web": str(self.version),
-                "chromium": f"{self.browser.version if self.browser else '?'} ({find_chromium()}, headless)"}
+                "chromium": f"{self.browser_version} ({find_chromium()}, headless)"}
 
     def call(self, fn: str, *args: Any) -> Any:
         """`await ortRunner.<fn>(...args)` in the page; a failure raises PageError with the browser's message."""
         from playwright.sync_api import Error
 
-        try:
-            return self.page.evaluate(f"(args) => ortRunner.{fn}(...args)", list(args))
-        except Error as e:
-            raise PageError(_first_line(e) or (self.errors[-1] if self.errors else "unknown page error")) from None
+        def evaluate() -> Any:
+            try:
+                return self.page.evaluate(f"(args) => ortRunner.{fn}(...args)", list(args))
+            except Error as e:
+                raise PageError(_first_line(e) or (self.errors[-1] if self.errors else "unknown page error")) from None
+
+        return self._submit(evaluate)
 
     def load(self, model: Path) -> str:
         """Serve `model` and create its session in the page; returns the key to run it under."""
@@ -208,20 +264,9 @@ class Browser:
     def close(self) -> None:
         """Stop the browser, Playwright and the server; safe to call twice and after a failure."""
         atexit.unregister(self.close)
-        from playwright.sync_api import Error
-
-        browser, playwright, self.browser, self.playwright = self.browser, self.playwright, None, None
-        try:
-            if browser is not None:
-                browser.close()
-        except Error:
-            pass  # already gone (its process was interrupted too)
-        finally:
-            try:
-                if playwright is not None:
-                    playwright.stop()
-            finally:
-                self.server.close()
+        self._jobs.put(None)
+        self._worker.join(timeout=30)
+        self.server.close()
 
 
 class PageError(RuntimeError):
@@ -250,6 +295,14 @@ class WebRuntime:
         outputs = self.browser.call("run", self.key, tensors)
         return {k: np.frombuffer(base64.b64decode(v["data"]), "<f4").reshape(v["dims"]).astype(np.float32)
                 for k, v in outputs.items()}
+
+
+def warm_up(scope: Any) -> None:
+    """Start the run's browser now, in the background, so that it is up when the first model needs it."""
+    try:
+        scope.shared(NAME, Browser)
+    except Unavailable:
+        pass  # each model reports it when it asks for the runtime
 
 
 def load(subject: Subject) -> WebRuntime:
