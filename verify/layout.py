@@ -139,7 +139,7 @@ def hash_tree(folder: Path) -> dict[str, str]:
 
 
 def read_card(folder: Path, name: str) -> dict[str, Any]:
-    """Read and validate `folder/card.json`: a schema-2 card whose fields the
+    """Read and validate `folder/card.json`: a current-schema card whose fields the
     verifier uses have the right types (paths are checked by `check_files`)."""
     path = folder / CARD
     if not folder.is_dir():
