@@ -110,7 +110,7 @@ def tolerance_table(report: Report) -> str:
     rows = []
     for m in report.models:
         for rt, p in m.precision.items():
-            fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731
+            fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731 (inf: no such tolerance passes)
             rows.append([m.model, rt, p["mode"], p["computes_in"], fmt(p["tightest_atol"]), fmt(p["tightest_rtol"]),
                          "yes" if p["within_tolerance"] else "no"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -107,6 +107,8 @@ def _e(value: Any) -> str:
 
 
 def _num(value: Any, fmt: str = ".1e") -> str:
+    if isinstance(value, (int, float)) and math.isinf(value):
+        return "\u221e" if value > 0 else "-\u221e"
     return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 

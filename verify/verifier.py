@@ -286,15 +286,15 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
     The rule fails an element only if it exceeds both atol and rtol * |ref|, so
     the largest absolute error is the tightest atol that passes whatever the
     rtol, and the largest relative error the tightest rtol whatever the atol
-    (as Polygraphy reports "required atol/rtol"). None where an output could
-    not be compared at all (an error, a wrong shape or a NaN).
+    (as Polygraphy reports "required atol/rtol"). An infinite rtol means no
+    rtol alone passes (a zero reference became non-zero); None where an output
+    could not be compared at all (an error, a wrong shape or a NaN).
     """
     numeric_mode = mode(name)
     counted = [(r.case, o) for r in results if r.status not in (*APART.values(), "error") for o in r.outputs]
     comparable = counted and all(r.status != "error" for r in results) and all(np.isfinite(o.max_abs) for _, o in counted)
     worst_case, worst = max(counted, key=lambda co: co[1].max_abs) if comparable else (None, None)
     max_rel = max(o.max_rel for _, o in counted) if comparable else None
-    max_rel = max_rel if max_rel is not None and np.isfinite(max_rel) else None  # inf: a zero reference moved
     return {
         "mode": numeric_mode,
         "exact": numeric_mode == EXACT,
