@@ -63,11 +63,11 @@ def claim(folder: Path, stem: str) -> Path:
     """
     path = Path(folder) / f".{stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     here = path.resolve()
-    for root, handle in _held.items():
-        if here.is_relative_to(root):
-            handle.write(f"{here.relative_to(root)}\n")
-            handle.flush()
-            break
+    roots = [root for root in _held if here.is_relative_to(root)]
+    if roots:
+        root = max(roots, key=lambda r: len(r.parts))  # the innermost lock held (exports can nest)
+        _held[root].write(f"{here.relative_to(root)}\n")
+        _held[root].flush()
     return path
 
 
@@ -102,7 +102,9 @@ def _sweep(out: Path, handle: IO[str]) -> None:
         # only what `claim` writes: a relative path below `out` to a `.….tmp-…` name
         if not line or rel.is_absolute() or ".." in rel.parts or not (rel.name.startswith(".") and ".tmp-" in rel.name):
             continue
-        remove(out / rel)
+        target = out / rel
+        if target.parent.resolve().is_relative_to(out.resolve()):  # not through a symlink leading out
+            remove(target)
     handle.truncate(0)
 
 

@@ -124,11 +124,15 @@ def test_the_lock_removes_only_temporaries_this_tool_recorded(tmp_path):
     assert killed.returncode == -signal.SIGKILL
     left = killed.stdout.split()
     assert sorted(p.name for p in out.iterdir()) == sorted([atomic.LOCK, *mine, *left])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / victim.name).write_text("outside")
+    (out / "link").symlink_to(tmp_path / "elsewhere")
     with open(out / atomic.LOCK, "a") as ledger:  # a hostile ledger: paths leading out of the folder
-        ledger.write(f"../{victim.name}\n{victim}\n{out / mine[0]}\n.export.lock\n")
+        ledger.write(f"../{victim.name}\n{victim}\n{out / mine[0]}\n.export.lock\nlink/{victim.name}\n")
     with atomic.exclusive(out):
-        assert sorted(p.name for p in out.iterdir()) == sorted([atomic.LOCK, *mine])
-    assert victim.read_text() == "outside" and (out / atomic.LOCK).read_text() == ""
+        assert sorted(p.name for p in out.iterdir()) == sorted([atomic.LOCK, "link", *mine])
+    assert victim.read_text() == "outside" and (tmp_path / "elsewhere" / victim.name).read_text() == "outside"
+    assert (out / atomic.LOCK).read_text() == ""
 
 
 def ours_in(scratch: Path) -> list[str]:
