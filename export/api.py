@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from tf_parity_export.models import PluginError, get_spec
+from tf_parity_export.models import PluginError, UserError, get_spec
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
 
-from .atomic import exclusive
+from .atomic import claim, exclusive, remove
 from .onnx_model import DEFAULT_OPSET, check_opset
 from .writer import ExportResult, export_model, write_index
 
@@ -108,12 +109,27 @@ def export_layout(
     from .serving import LAYOUTS
 
     write = LAYOUTS[layout_name]
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        _, report = export_models(names, Path(tmp), opset, verify, progress, allow_uncovered)
-        if report is None or report:
-            for name in names:
-                write(get_spec(name), Path(tmp) / name, Path(out))
-            progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
+    out = Path(out)
+    with exclusive(out):  # two runs into one repository take turns; a killed run's temporaries are swept
+        # The artifacts are built inside the repository (not in /tmp, which a killed run would litter),
+        # in a hidden, non-numeric folder of the first model's entry: no server takes it for a model or a version.
+        entry = out / names[0]
+        made = not entry.exists()
+        tmp = claim(entry, "artifacts")
+        try:
+            entry.mkdir(parents=True, exist_ok=True)
+            _, report = export_models(names, tmp, opset, verify, progress, allow_uncovered)
+            if report is None or report:
+                for name in names:
+                    write(get_spec(name), tmp / name, out)
+                progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
+        except OSError as e:
+            raise UserError(f"{e.filename or out}: cannot write the model repository here ({e.strerror})") from None
+        finally:
+            remove(tmp)
+            if made:
+                with contextlib.suppress(OSError):
+                    entry.rmdir()  # only if still empty: nothing was written for it
         return report
 
 

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import re
+import shlex
 from pathlib import Path
 
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
 from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, user_errors
+
+
+DEFAULT_OPSET = 17  # export/onnx_model.py's; repeated here so that --help does not import tf2onnx
+EXPORTER = ("tensorflow", "keras", "tf2onnx", "h5py")  # what exporting needs and verifying does not
+
+
+def require_exporter() -> None:
+    """One line naming what to install when the exporting packages are missing
+    (verify-models replays the stored test data without them)."""
+    missing = [m for m in EXPORTER if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    try:  # the ranges pyproject.toml declares, as installed
+        declared = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower(): r.split(";")[0].strip()
+                    for r in importlib.metadata.requires("tf-parity-export") or []}
+    except importlib.metadata.PackageNotFoundError:
+        declared = {}
+    install = " ".join(shlex.quote(declared.get(m, m)) for m in missing)
+    raise UserError(f"export-models needs TensorFlow to export, and {', '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not installed here; install with: pip install {install} "
+                    "(verify-models works without them)")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +42,7 @@ from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_
 @click.option("--out", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
 @click.option("--list", "list_", is_flag=True, help="List the registered models (and where plugins come from) and exit.")
-@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (13..18).")
+@click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=int, help="ONNX opset (13..18).")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check after exporting.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the verification report as JSON here (and as a page beside it, .html).")
@@ -50,6 +75,7 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .demo import check_demo_dest
 
         check_demo_dest(demo)  # before anything is exported
+    require_exporter()
     # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
     chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
     if check:
@@ -60,8 +86,9 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         click.echo(f"checking {out}/ against a fresh export of {', '.join(chosen)}", err=True)
         diffs = check_models(chosen, out, opset)
         if diffs:
-            raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: export-models "
-                                            f"{'--all' if all_ else ' '.join(chosen)} --out {out}"]))
+            fix = ["export-models", *(["--all"] if all_ else chosen), "--out", str(out),
+                   *(["--opset", str(opset)] if opset != DEFAULT_OPSET else [])]
+            raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: {shlex.join(fix)}"]))
         click.echo(f"{out}/ is current ({len(chosen)} models byte-identical to a fresh export)")
         return
     click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset}, format {format_})", err=True)

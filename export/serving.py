@@ -2,19 +2,25 @@
 
 Each writer has one shape, `(spec, folder, out)`: `folder` is a verified
 artifact folder, `out` the model repository to add the model to.
+
+A writer replaces only the version folder it writes (`<name>/1/`) and, for
+Triton, `<name>/config.pbtxt`; other versions in `<name>/` stay. The version is
+built in `<name>/.version.tmp-*` and swapped in atomically: both servers take
+only numerically named subfolders of a model for versions (Triton ignores the
+others, TF Serving's file-system source too), so neither loads a half-written
+one. Files get the usual 0666/0777 less the umask.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from tf_parity_export.models import ModelSpec, UserError
 from tf_parity_export.verify import layout
 
-from .atomic import swap_in
+from .atomic import claim, swap_in
 
 VERSION = "1"
 TRITON_MAX_BATCH = 64
@@ -58,45 +64,45 @@ def triton_config(spec: ModelSpec, name: str, backend: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_entry(out: Path, name: str, fill: Callable[[Path], None]) -> None:
-    """Build one repository entry beside the repository, then swap it in.
-
-    Not inside it: a server that scans the repository would take a
-    half-written `.name.tmp-*` folder for a model.
-    """
+def _write_version(out: Path, name: str, fill: Callable[[Path], None], config: str | None = None) -> None:
+    """Build version VERSION of model `name` inside `out/<name>/`, then swap it in;
+    then write `config` (Triton's config.pbtxt) beside it."""
+    entry = out / name
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{name}.tmp-", dir=out.resolve().parent))
+        entry.mkdir(parents=True, exist_ok=True)
+        tmp = claim(entry, "version")  # hidden and not a number: no server takes it for a version
+        tmp.mkdir()
     except OSError as e:
-        raise UserError(f"{out}: cannot write the model repository here ({e.strerror})") from None
+        raise UserError(f"{entry}: cannot write the model repository here ({e.strerror})") from None
     try:
         fill(tmp)
-        swap_in(tmp, out / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        swap_in(tmp, entry / VERSION)
+        if config is not None:
+            layout.write_text(entry / "config.pbtxt", config, temp=claim(entry, "config.pbtxt"))
+    except OSError as e:
+        raise UserError(f"{entry / VERSION}: cannot write the model repository here ({e.strerror})") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_triton(spec: ModelSpec, folder: Path, out: Path) -> None:
     """`<name>/` (onnxruntime backend, 1/model.onnx) and `<name>_tf/` (1/model.savedmodel)."""
-
-    def onnx_entry(tmp: Path) -> None:
-        (tmp / VERSION).mkdir()
-        shutil.copy2(folder / layout.ONNX, tmp / VERSION / "model.onnx")
-        (tmp / "config.pbtxt").write_text(triton_config(spec, spec.name, "onnx"))
-
-    def tf_entry(tmp: Path) -> None:
-        (tmp / VERSION).mkdir()
-        shutil.copytree(folder / layout.SAVED_MODEL, tmp / VERSION / "model.savedmodel")
-        (tmp / "config.pbtxt").write_text(triton_config(spec, f"{spec.name}_tf", "tensorflow"))
-
-    _write_entry(out, spec.name, onnx_entry)
-    _write_entry(out, f"{spec.name}_tf", tf_entry)
+    _write_version(out, spec.name, lambda tmp: shutil.copyfile(folder / layout.ONNX, tmp / "model.onnx"),
+                   triton_config(spec, spec.name, "onnx"))
+    _write_version(out, f"{spec.name}_tf",
+                   lambda tmp: _copy_tree(folder / layout.SAVED_MODEL, tmp / "model.savedmodel"),
+                   triton_config(spec, f"{spec.name}_tf", "tensorflow"))
 
 
 def write_tfserving(spec: ModelSpec, folder: Path, out: Path) -> None:
     """TF Serving's `<name>/<version>/` with the SavedModel inside."""
-    _write_entry(out, spec.name, lambda tmp: shutil.copytree(folder / layout.SAVED_MODEL, tmp / VERSION))
+    _write_version(out, spec.name, lambda tmp: _copy_tree(folder / layout.SAVED_MODEL, tmp))
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy contents only (not modes): new files get 0666/0777 less the umask, readable by the server's user."""
+    shutil.copytree(src, dest, copy_function=shutil.copyfile, dirs_exist_ok=True)
 
 
 LAYOUTS: dict[str, Callable[[ModelSpec, Path, Path], None]] = {

@@ -1,16 +1,17 @@
 """Write one model's artifact folder, all or nothing.
 
-Everything is written into a temporary sibling folder (`.<name>.tmp-*`),
-hashed into card.json, and only then swapped in for the old folder in one
-atomic exchange (export/atomic.py), so a reader never sees a half-written
-model folder.
+Everything is written into a temporary sibling folder (`.<name>.tmp-*`,
+recorded in the lock file), hashed into card.json, and only then swapped in
+for the old folder in one atomic exchange (export/atomic.py), so a reader
+never sees a half-written model folder. A write that fails (a full disk, the
+file-size limit) is one line naming the folder, and the temporary is removed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ModelSpec
+from tf_parity_export.models import ModelSpec, UserError
 from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
@@ -26,7 +27,7 @@ from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
 from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import tool_versions
 
-from .atomic import swap_in
+from .atomic import claim, swap_in
 from .onnx_model import export_onnx
 from .saved_model import export_saved_model
 from .tflite import export_tflite
@@ -46,12 +47,13 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     """Build `spec`'s model and write its complete artifact folder under `out`."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out))
-    os.chmod(tmp, 0o777 & ~layout.umask())  # mkdtemp makes 0700; consumers need to read it
+    tmp = claim(out, spec.name)
     try:
+        tmp.mkdir()  # 0777 less the umask: other users can read the artifacts
         model = build_checked(spec)
         fn = spec.serving_function(model)
         check_outputs(spec, fn)
+        layout.check_room(tmp, _weights_bound(model), f"{out / spec.name / layout.WEIGHTS}")
         model.save_weights(str(tmp / layout.WEIGHTS))
         export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
         export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE)
@@ -75,13 +77,38 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         layout.write_json(tmp / layout.CARD, card, sort_keys=True)
         _stage_in_index(out, spec.name, tmp)
         swap_in(tmp, out / spec.name)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        reason = _write_failure(e)
+        if reason:
+            raise UserError(f"{out / spec.name}: cannot write the artifacts ({reason}); nothing was changed") from None
         raise
     dest = out / spec.name
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size, layout.TFLITE: (dest / layout.TFLITE).stat().st_size,
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
     return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model, tuple(uncovered))
+
+
+# A write that fails for want of room or permission: the user's to fix, not a bug.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _write_failure(e: BaseException) -> str | None:
+    """Why writing failed, when `e` is a write refused by the system (an OSError,
+    or TensorFlow's error for one, which carries only the message); else None."""
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        return os.strerror(e.errno)
+    if type(e).__module__.startswith("tensorflow"):
+        return next((os.strerror(n) for n in _WRITE_ERRNOS if os.strerror(n) in str(e)), None)
+    return None
+
+
+def _weights_bound(model: Any) -> int:
+    """An upper bound on the bytes of `model.weights.h5`: the weights, plus HDF5's
+    per-object overhead (measured at 1.4 to 2.0 KiB per weight and per layer on
+    the seed models; 4 KiB each is allowed), plus 32 KiB for the file's own structures."""
+    layers = len(list(model._flatten_layers())) if hasattr(model, "_flatten_layers") else 0
+    return sum(int(w.numpy().nbytes) for w in model.weights) + 4096 * (len(model.weights) + layers) + 32768
 
 
 def _coverage_inputs(spec: ModelSpec, model: Any, onnx_path: Path) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
@@ -146,7 +173,7 @@ def _stage_in_index(out: Path, name: str, staged: Path) -> None:
     entry["pending"] = {"card_sha256": layout.sha256(staged / layout.CARD),
                         "onnx_sha256": layout.sha256(staged / layout.ONNX)}
     index["models"] = {**models, name: entry}
-    layout.write_json(path, index, sort_keys=True)
+    layout.write_json(path, index, sort_keys=True, temp=claim(out, layout.INDEX))
 
 
 def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[str, Any]) -> None:
@@ -158,4 +185,4 @@ def write_index(out: Path, results: list[ExportResult], opset: int, env: dict[st
         models[r.name] = {"folder": r.name, "card_sha256": layout.sha256(r.folder / layout.CARD),
                           "onnx_sha256": layout.sha256(r.folder / layout.ONNX), "opset": opset}
     layout.write_json(path, {"schema": layout.SCHEMA_VERSION, "models": dict(sorted(models.items())),
-                      "versions": tool_versions(env)}, sort_keys=True)
+                      "versions": tool_versions(env)}, sort_keys=True, temp=claim(out, layout.INDEX))

@@ -27,6 +27,23 @@ def report(artifacts: Path):
     return verify_models(list(MODELS), artifacts)
 
 
+@pytest.fixture(scope="session")
+def tf_free_python(tmp_path_factory) -> Path:
+    """A second virtual environment with onnxruntime, onnx, numpy, click, LiteRT and playwright (for ort_web),
+    and no TensorFlow. Returns its bin/ folder."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    venv = tmp_path_factory.mktemp("tf-free") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-c", str(root / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
+                    "ai-edge-litert", "playwright"], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", str(root)], check=True)
+    return venv / "bin"
+
+
 @pytest.fixture
 def copy_of(artifacts: Path, tmp_path: Path):
     """A private copy of the session artifacts, for tests that damage files."""

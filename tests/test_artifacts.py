@@ -16,7 +16,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from tf_parity_export.export.atomic import exchange, is_temporary, swap_in
+from tf_parity_export.export.atomic import LOCK, exchange, swap_in
 from tf_parity_export.export.cli import main as export_main
 from tf_parity_export.verify.cli import main as verify_main
 from tf_parity_export.models import MODELS
@@ -171,7 +171,8 @@ def test_kill_9_at_several_points_never_tears_a_folder(tmp_path):
         assert report, (when, name, report.failures())
     assert _opset(out / "fancy_mlp") == 17  # the kill after its swap kept the new version
     subprocess.run([*EXPORT, "mlp", "--no-verify", "--out", str(out)], check=True, capture_output=True)
-    assert [p.name for p in out.iterdir() if is_temporary(p)] == []  # the next run cleans up
+    assert [p.name for p in out.iterdir() if ".tmp-" in p.name] == []  # the next run cleans up what it recorded
+    assert (out / LOCK).read_text() == ""
 
 
 def test_a_second_export_waits_for_the_lock_and_then_finishes(tmp_path):

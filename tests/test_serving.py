@@ -80,4 +80,5 @@ def test_cli_format_triton(tmp_path):
     result = CliRunner().invoke(main, ["mlp", "--format", "triton", "--out", str(tmp_path / "repo")])
     assert result.exit_code == 0, result.output
     assert "wrote a triton model repository for 1 models" in result.output
-    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["mlp", "mlp_tf"]
+    # the lock file is a file: servers take only folders for models
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".export.lock", "mlp", "mlp_tf"]

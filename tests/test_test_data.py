@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +61,6 @@ def test_stored_outputs_are_checked_against_eager(report):
     for m in report.models:
         [check] = [c for c in m.checks if c.name == "test_data_outputs"]
         assert check.passed and check.detail.endswith("test data sets match TF eager")
-
-
-@pytest.fixture(scope="session")
-def tf_free_python(tmp_path_factory) -> Path:
-    """A second virtual environment with onnxruntime, onnx, numpy, click, LiteRT and playwright (for ort_web),
-    and no TensorFlow."""
-    venv = tmp_path_factory.mktemp("tf-free") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
-                    "ai-edge-litert", "playwright"], check=True)
-    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
-    return venv / "bin"
 
 
 def test_tf_free_environment_replays_the_stored_test_data(tf_free_python, artifacts, tmp_path):

@@ -23,8 +23,9 @@ import json
 import math
 import os
 import re
+import resource
+import secrets
 import stat
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -74,29 +75,56 @@ def json_safe(data: Any) -> Any:
     return data
 
 
-def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
+def write_json(path: Path, data: Any, sort_keys: bool = False, temp: Path | None = None) -> None:
     """Write strict JSON atomically (non-finite numbers are encoded by `json_safe`);
     see `write_text`."""
-    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
+    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n", temp)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, temp: Path | None = None) -> None:
     """Write a text file atomically (a reader sees the old file or the new one,
     never half of one). Any failure to write (a read-only folder, a full disk,
-    a folder in the way) is a one-line UserError and leaves no temporary file behind."""
+    the file-size limit, a folder in the way) is a one-line UserError and leaves
+    no temporary file behind.
+
+    Args:
+        temp: the temporary to write first (export passes one recorded in its
+            lock file, see export/atomic.py); by default a fresh hidden name beside `path`.
+    """
     path = Path(path)
-    tmp = None
+    tmp = Path(temp) if temp is not None else path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")  # swept by export's lock
+        # O_EXCL: never write through someone else's file; mode 0666 less the umask, like any new file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        created = True
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+def check_room(folder: Path, need: int, what: str) -> None:
+    """Refuse, in one line, to write about `need` bytes into `folder` when the
+    process's file-size limit (`ulimit -f`) or the free space is smaller.
+
+    HDF5 (Keras' weights file) crashes the process instead of raising when a
+    write fails with EFBIG, so that file is checked before it is written.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise UserError(f"{what}: needs up to {need} bytes, over this process's file-size limit of {soft} bytes "
+                        "(ulimit -f)")
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return
+    if st.f_bavail * st.f_frsize < need:
+        raise UserError(f"{what}: needs up to {need} bytes, only {st.f_bavail * st.f_frsize} are free on its disk")
 
 
 MAX_JSON_BYTES = 16 * 2**20  # a card or manifest is a few KiB

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tf_parity_export.models import UserError
+
 from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
 from .verifier import APART, STORED, ModelReport, Report
@@ -121,13 +123,18 @@ def tolerance_table(report: Report) -> str:
 
 def write_report(report: Report, path: Path) -> Path:
     """Write the report as JSON, and beside it the same data as a page
-    (`report.json` -> `report.html`), atomically. Returns the page's path."""
+    (`report.json` -> `report.html`), atomically; if the page cannot be written, the JSON is
+    removed too (a UserError). Returns the page's path."""
     from .report_html import render_html
 
     data = report.to_json()
     write_json(path, data)
     page = page_path(path)
-    write_text(page, render_html(data))
+    try:
+        write_text(page, render_html(data))
+    except UserError:
+        Path(path).unlink(missing_ok=True)  # a report is the pair: never leave half of it
+        raise
     return page
 
 

@@ -144,12 +144,16 @@ def test_first_swap_is_a_rename(tmp_path, monkeypatch):
     assert (tmp_path / "m" / "f").read_text() == "new" and not new.exists()
 
 
-@pytest.mark.parametrize("name, temporary", [
-    (".mlp.tmp-123", True), (".mlp.old-9", True), ("mlp", False), ("mlp.tmp-1", False), (".export.lock", False),
-    (".hidden", False),
-])
-def test_is_temporary(tmp_path, name, temporary):
-    assert atomic.is_temporary(tmp_path / name) is temporary
+def test_claim_records_the_path_in_the_lock_it_is_under(tmp_path):
+    out = tmp_path / "artifacts"
+    before = atomic.claim(tmp_path, "x")  # no lock held: a fresh name, recorded nowhere
+    assert before.parent == tmp_path and before.name.startswith(f".x.tmp-{os.getpid()}-") and not before.exists()
+    with atomic.exclusive(out):
+        a = atomic.claim(out, "mlp")
+        b = atomic.claim(out / "mlp_tf", "version")
+        assert a != atomic.claim(out, "mlp")
+        assert (out / atomic.LOCK).read_text().splitlines()[:2] == [a.name, f"mlp_tf/{b.name}"]
+    assert (out / atomic.LOCK).read_text() == ""
 
 
 def test_lock_held_elsewhere_refuses_a_no_wait_run(tmp_path):
@@ -184,7 +188,7 @@ def test_second_holder_waits_until_the_first_releases(tmp_path):
     assert entered.is_set()
 
 
-def test_lock_sweeps_only_temporaries_left_by_killed_runs(tmp_path):
+def test_lock_sweeps_only_temporaries_recorded_in_it(tmp_path):
     out = tmp_path / "artifacts"
     out.mkdir()
     (out / ".mlp.tmp-1").mkdir()
@@ -192,10 +196,14 @@ def test_lock_sweeps_only_temporaries_left_by_killed_runs(tmp_path):
     (out / ".manifest.json.tmp-abc").write_text("{")
     (out / ".chimera.old-7").mkdir()
     (out / "mlp").mkdir()
+    (out / "mlp" / ".version.tmp-2").mkdir()
     (out / ".keep").write_text("mine")
     (out / "notes.tmp-1").write_text("mine")
+    (out / atomic.LOCK).write_text(".mlp.tmp-1\nmlp/.version.tmp-2\n.gone.tmp-3\nmlp\n../x.tmp-1\n")
     with atomic.exclusive(out):
-        assert sorted(p.name for p in out.iterdir()) == [".export.lock", ".keep", "mlp", "notes.tmp-1"]
+        assert sorted(p.name for p in out.iterdir()) == [".chimera.old-7", ".export.lock", ".keep",
+                                                         ".manifest.json.tmp-abc", "mlp", "notes.tmp-1"]
+        assert list((out / "mlp").iterdir()) == [] and (out / atomic.LOCK).read_text() == ""
 
 
 def test_unwritable_artifacts_folder_is_one_line(tmp_path):
