@@ -49,6 +49,7 @@ def _folder(tmp_path, model=None, paths=(None, None), expected=None):
     (folder / layout.SAVED_MODEL).mkdir(parents=True)
     (folder / layout.SAVED_MODEL / "saved_model.pb").write_bytes(b"stand-in")
     (folder / layout.WEIGHTS).write_bytes(b"stand-in")
+    (folder / layout.TFLITE).write_bytes(b"stand-in")
     onnx.save(model or _onnx(), str(folder / layout.ONNX))
     entries = []
     for i, feed in enumerate(FEEDS):
@@ -56,8 +57,15 @@ def _folder(tmp_path, model=None, paths=(None, None), expected=None):
         entries.append({"set": write_set(folder, i, SPEC, {"x": feed}, {"y": want}), "case": f"case{i}",
                         "kind": "random", "path": paths[i]})
     card = {"schema": layout.SCHEMA_VERSION, "files": layout.hash_tree(folder), "test_data": entries}
-    (folder / layout.CARD).write_text(json.dumps(card))
+    _sign(folder, card)
     return folder
+
+
+def _sign(folder, card):
+    """Write the card and record it in manifest.json, as an export does."""
+    layout.write_json(folder / layout.CARD, card)
+    entry = {"card_sha256": layout.sha256(folder / layout.CARD), "onnx_sha256": layout.sha256(folder / layout.ONNX)}
+    layout.write_json(folder.parent / layout.INDEX, {"models": {folder.name: entry}})
 
 
 def _verify(folder, runtimes=("ort_cpu", "onnx_reference"), **kw):
@@ -97,7 +105,7 @@ def test_an_exception_without_a_message_is_still_named(tmp_path):
         def infer(self, feed):
             raise KeyError()  # str() of this is "" : the reason must still say what happened
 
-    result = verifier._run_case(SPEC, Silent(), verifier.Case("c", "random", {"x": FEEDS[0]}), {}, False)
+    result = verifier._run_case(SPEC, Silent(), verifier.Case("c", "random", {"x": FEEDS[0]}), {}, None, 1e-5)
     assert (result.status, result.reason) == ("error", "KeyError: ")
 
 
@@ -202,7 +210,7 @@ def test_stored_test_data_that_is_not_a_valid_feed_is_an_error(tmp_path):
     (folder / "test_data_set_0" / "input_0.pb").write_bytes(numpy_helper.from_array(bad, "x").SerializeToString())
     card = json.loads((folder / layout.CARD).read_text())
     card["files"] = layout.hash_tree(folder)
-    (folder / layout.CARD).write_text(json.dumps(card))
+    _sign(folder, card)
     assert _verify(folder).failures() == ["toy: case case0: 'x' contains NaN; inputs must be finite"]
 
 
@@ -215,11 +223,20 @@ def test_each_failure_kind_is_listed_in_order():
 
     rep.checks = [Check("ok", True, ""), Check("bad", False, "why")]
     assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
-                                   "m/a: case c2: E: x", "m: no input covers 'loop ran once' (coverage)"]
+                                   "m/a: case c2: E: x",
+                                   "m: no input covers 'loop ran once' (coverage; --allow-uncovered to accept)"]
     data = rep.to_json({"c"})
     assert data["passed"] is False and data["checks"][1] == {"check": "bad", "passed": False, "detail": "why"}
     assert data["results"][1] == {"runtime": "a", "case": "c2", "status": "error", "reason": "E: x", "outputs": []}
-    assert set(data) == {"model", "passed", "error", "reference", "runtimes", "cases", "coverage", "checks", "results"}
+    assert set(data) == {"model", "passed", "error", "reference", "runtimes", "precision", "cases", "coverage",
+                         "allow_uncovered", "graph_coverage", "checks", "results"}
+    assert data["graph_coverage"] == {"nodes": [], "cases": {}} and data["allow_uncovered"] is False
+    rep.allow_uncovered = True  # missing coverage is reported, not failed; every other finding still fails
+    assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
+                                   "m/a: case c2: E: x"]
+    assert rep.to_json({"c"})["allow_uncovered"] is True
+    rep.results, rep.checks, rep.runtimes = [], [], {}
+    assert rep.failures() == [] and rep.to_json()["passed"] is True
 
 
 def test_report_json_is_strict_and_agrees_with_its_truth():
@@ -254,7 +271,7 @@ def test_coverage_counts_recorded_paths_but_never_boundary_cases(tmp_path):
     rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
     assert rep.coverage == {"loop ran 0 times": ["case0"], "loop ran once": [], "loop ran 10+ times": [],
                             "branch scaled": ["case0"], "branch kept": []}
-    assert rep.failures() == [f"toy: no input covers '{need}' (coverage)"
+    assert rep.failures() == [f"toy: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                               for need in ("loop ran once", "loop ran 10+ times", "branch kept")]
 
 
