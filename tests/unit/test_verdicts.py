@@ -286,3 +286,189 @@ def test_each_loop_requirement_is_met_only_by_its_count(tmp_path, iterations, hi
     paths = ({"iterations": iterations, "branch": "kept", "margin": 0.3}, None)
     rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
     assert {need for need, names in rep.coverage.items() if names and need.startswith("loop")} == hits
+
+
+# --- reduced-precision runtimes: measured, not failed, unless required --------------------------
+
+def _declare_reduced(monkeypatch, name="ort_cpu_noopt", numeric="tf32"):
+    """Declare a real runtime reduced-precision, as ort_cuda_tf32 is (no GPU here): the verdict rule is what is tested."""
+    from tf_parity_export.verify import runtimes
+
+    monkeypatch.setitem(runtimes.MODES, name, numeric)
+
+
+def test_modes_are_declared_for_the_reduced_runtimes_only():
+    from tf_parity_export.verify.runtimes import EXACT, MODES, REDUCED, RUNTIMES, mode
+
+    assert EXACT == "fp32" and mode("ort_cpu") == "fp32" and mode("no_such_runtime") == "fp32"
+    assert MODES == {"ort_cuda_tf32": "tf32", "ort_tensorrt_fp16": "fp16", "openvino_default": "auto"}
+    assert all(mode(n) == m and m in REDUCED for n, m in MODES.items()) and set(MODES) <= set(RUNTIMES)
+
+
+def test_a_reduced_runtime_outside_the_tolerance_is_measured_not_failed(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch)
+    wrong = FEEDS[1].clip(0) * 2
+    wrong[1, 2] += 0.5
+    folder = _folder(tmp_path, expected={1: wrong})
+    rep = _verify(folder, runtimes=("ort_cpu_noopt", "ort_cpu"))
+    assert [(r.runtime, r.status) for r in rep.results] == [
+        ("ort_cpu_noopt", "passed"), ("ort_cpu_noopt", "measured"), ("ort_cpu", "passed"), ("ort_cpu", "failed")]
+    assert rep.failures() == ["toy/ort_cpu: case case1: output 'y' max abs error 0.5, max rel 0.2 at [1, 2] "
+                              "exceeds atol=1e-05 and rtol=1e-05 (1 of 8 elements out of tolerance)"]
+    p = rep.precision["ort_cpu_noopt"]
+    assert p == {"mode": "tf32", "exact": False, "computes_in": "tf32", "atol": 1e-5, "rtol": 1e-5,
+                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.2, "worst_case": "case1", "worst_output": "y",
+                 "worst_index": [1, 2], "tightest_atol": 0.5, "tightest_rtol": 0.2}
+    assert rep.precision["ort_cpu"]["exact"] is True and rep.precision["ort_cpu"]["mode"] == "fp32"
+    assert rep.to_json()["precision"] == rep.precision
+
+
+def test_a_required_reduced_runtime_fails_at_its_own_atol_or_the_models(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch)
+    wrong = FEEDS[1].clip(0) * 2
+    wrong[1, 2] += 0.5
+    folder = _folder(tmp_path, expected={1: wrong})
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": None})
+    assert [r.status for r in rep.results] == ["passed", "failed"] and len(rep.failures()) == 1
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.4})
+    assert [r.status for r in rep.results] == ["passed", "failed"]
+    assert rep.failures()[0].endswith("exceeds atol=0.4 and rtol=1e-05 (1 of 8 elements out of tolerance)")
+    assert rep.precision["ort_cpu_noopt"]["atol"] == 0.4
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.5})
+    assert [r.status for r in rep.results] == ["passed", "passed"] and rep.failures() == []
+    assert rep.precision["ort_cpu_noopt"]["within_tolerance"] is True
+    exact = _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": 0.5})  # an exact runtime's atol, too
+    assert [r.status for r in exact.results] == ["passed", "passed"]
+
+
+def test_a_reduced_runtime_that_errors_is_still_a_failure(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch, "ort_cpu")
+    rep = _verify(_folder(tmp_path, _onnx(reshape_to=[3, -1])), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["error", "error"] and len(rep.failures()) == 2
+    assert rep.precision["ort_cpu"]["max_abs"] is None and rep.precision["ort_cpu"]["within_tolerance"] is False
+
+
+def _result(case, status, ref, got, atol=1e-5, rtol=1e-5):
+    from tf_parity_export.verify.compare import compare_output
+
+    return CaseResult("rt", case, status, [compare_output("y", np.asarray(ref, np.float32), np.asarray(got, np.float32),
+                                                          atol, rtol)])
+
+
+def test_precision_summary_reports_the_worst_counted_error_and_the_tightest_tolerances():
+    from tf_parity_export.verify.verifier import precision_summary
+
+    results = [_result("a", "passed", [1, 2], [1, 2.25]), _result("b", "measured", [4, 8], [4.5, 8]),
+               _result("c", "boundary", [1, 1], [9, 1]), _result("d", "loop_cap", [1, 1], [1, 9])]
+    p = precision_summary("ort_cpu", "", results, 1e-5, 2e-5)
+    assert p == {"mode": "fp32", "exact": True, "computes_in": "fp32", "atol": 1e-5, "rtol": 2e-5,
+                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.125, "worst_case": "b", "worst_output": "y",
+                 "worst_index": [0], "tightest_atol": 0.5, "tightest_rtol": 0.125}
+    within = precision_summary("ort_cuda_tf32", "bf16", results[:1] + results[2:], 1e-5, 2e-5)
+    assert within["within_tolerance"] is True and within["computes_in"] == "bf16" and within["max_abs"] == 0.25
+    assert precision_summary("openvino_default", "", [], 1e-5, 1e-5)["computes_in"] == "unknown"
+    assert precision_summary("ort_tensorrt_fp16", "", [], 1e-5, 1e-5)["computes_in"] == "fp16"
+
+
+@pytest.mark.parametrize("results", [
+    [], [CaseResult("rt", "a", "error", reason="E: x")],
+    "error_and_pass", "nan", "zero_reference", "only_apart",
+])
+def test_precision_summary_gives_none_where_nothing_could_be_compared(results):
+    from tf_parity_export.verify.verifier import precision_summary
+
+    if results == "error_and_pass":
+        results = [_result("a", "passed", [1], [1.5]), CaseResult("rt", "b", "error", reason="E: x")]
+    elif results == "nan":
+        results = [_result("a", "passed", [1], [1.5]), _result("b", "failed", [1], [np.nan])]
+    elif results == "only_apart":
+        results = [_result("a", "boundary", [1], [1.5])]
+    elif results == "zero_reference":  # the largest relative error is infinite: no rtol would do
+        p = precision_summary("rt", "", [_result("a", "failed", [0, 1], [0.5, 1])], 1e-5, 1e-5)
+        assert p["max_abs"] == p["tightest_atol"] == 0.5 and p["max_rel"] is None and p["tightest_rtol"] is None
+        return
+    p = precision_summary("rt", "", results, 1e-5, 1e-5)
+    assert [p[k] for k in ("max_abs", "max_rel", "worst_case", "worst_output", "worst_index", "tightest_atol",
+                           "tightest_rtol")] == [None] * 7
+
+
+# --- cases reported apart: boundary and loop cap ---------------------------------------------------
+
+def test_a_capped_loop_is_reported_apart_and_all_apart_is_a_failure(tmp_path):
+    from tf_parity_export.verify.verifier import APART
+
+    assert APART == {"boundary": "boundary", "capped": "loop_cap"}
+    wrong = FEEDS[0].clip(0) * 2 + 1
+    paths = ({"iterations": 64, "branch": "kept", "capped": True, "margin": 1e-9}, {"iterations": 1, "margin": 0.5})
+    rep = _verify(_folder(tmp_path, paths=paths, expected={0: wrong}), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["capped", "random"]  # capped wins over a boundary margin
+    assert [r.status for r in rep.results] == ["loop_cap", "passed"] and rep.failures() == []
+    paths = ({"iterations": 64, "capped": True}, {"iterations": 0, "margin": 1e-7})
+    rep = _verify(_folder(tmp_path / "all", paths=paths), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["loop_cap", "boundary"]
+    assert rep.failures() == ["toy: no case was compared: all 2 are boundary or loop_cap cases, reported but not "
+                              "counted; give inputs away from the thresholds"]
+    assert _verify(_folder(tmp_path / "none", paths=paths), runtimes=()).failures() == []  # nothing ran: nothing to say
+
+
+def test_a_capped_flag_that_is_false_or_a_missing_margin_counts_normally(tmp_path):
+    paths = ({"iterations": 3, "capped": False, "margin": 0.5}, {"iterations": 1, "margin": None})
+    rep = _verify(_folder(tmp_path, paths=paths), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["random", "random"] and rep.failures() == []
+
+
+# --- large batches in chunks; sums over the batch -------------------------------------------------
+
+class _Recording:
+    """A real onnxruntime session that records the batch of every call."""
+
+    def __init__(self, folder, spec=SPEC):
+        from tf_parity_export.verify.runtimes import RUNTIMES, Subject
+
+        self.inner = RUNTIMES["ort_cpu"](Subject(spec, folder, None))
+        self.batches = []
+
+    def infer(self, feed):
+        self.batches.append(next(iter(feed.values())).shape[0])
+        return self.inner.infer(feed)
+
+
+def test_a_row_wise_model_runs_a_large_batch_in_chunks_with_the_same_result(tmp_path, monkeypatch):
+    from tf_parity_export.verify import verifier
+
+    runtime = _Recording(_folder(tmp_path))
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    monkeypatch.setattr(verifier, "CHUNK_ROWS", 4)
+    y = verifier.infer(SPEC, runtime, {"x": x})
+    assert runtime.batches == [4, 4, 2] and np.array_equal(y["y"], np.maximum(x, 0) * 2)
+    runtime.batches.clear()
+    verifier.infer(SPEC, runtime, {"x": x[:4]})
+    assert runtime.batches == [4]
+    from dataclasses import replace
+
+    summed = replace(SPEC, outputs=(TensorSig("y", (None, 4), sums_per_row=0), TensorSig("t", ())))
+    runtime.batches.clear()
+    verifier.infer(summed, runtime, {"x": x})  # an output without the batch dimension: never split
+    assert runtime.batches == [10]
+    assert verifier.CHUNK_ROWS == 4 and 1 << 16 == 65536
+
+
+def test_terms_count_the_batch_times_the_terms_per_row_of_a_summed_output():
+    from tf_parity_export.verify.verifier import _terms
+
+    spec = ModelSpec(name="s", builder="none:none", summary="", inputs=(TensorSig("x", (None, 4)),),
+                     outputs=(TensorSig("y", (None, 4)), TensorSig("total", (), sums_per_row=20)))
+    feed = {"x": np.zeros((7, 4), np.float32)}
+    assert _terms(spec, "total", feed) == 140 and _terms(spec, "y", feed) == 1 and _terms(spec, "none", feed) == 1
+
+
+def test_a_summed_output_is_compared_with_its_grown_tolerance(tmp_path):
+    from dataclasses import replace
+
+    from tf_parity_export.verify.compare import summed_rtol
+
+    spec = replace(SPEC, outputs=(TensorSig("y", (None, 4), sums_per_row=4),))
+    folder = _folder(tmp_path)
+    rep = verify_model(spec, folder, ["ort_cpu"], with_tf=False)
+    assert [[(o.terms, o.rtol) for o in r.outputs] for r in rep.results] == [
+        [(4, summed_rtol(1e-5, 4))], [(8, summed_rtol(1e-5, 8))]]
