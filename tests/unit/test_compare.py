@@ -200,3 +200,21 @@ def test_blocks_find_the_worst_element_and_count_every_bad_one_across_blocks():
     rel = compare_output("y", np.full(BLOCK + 1, 2.0, np.float32), np.concatenate(
         [np.full(BLOCK, 2.0, np.float32), np.float32([3.0])]), 0.0, 0.0)
     assert rel.max_rel == 0.5 and rel.worst_index == [BLOCK]
+
+
+def test_opposite_extreme_values_overflow_quietly_and_fail():
+    ref = np.array([1.7e308, 1.0])
+    c = compare_output("y", ref, np.array([-1.7e308, 1.0]), 1e-5, 1e-5)  # the difference overflows to inf
+    assert not c and c.max_abs == np.inf and c.worst_index == [0]
+
+
+def test_an_infinity_against_the_opposite_infinity_has_an_infinite_relative_error():
+    c = compare_output("y", np.array([np.inf, 1.0]), np.array([-np.inf, 1.0]), 1e-5, 1e-5)
+    assert not c and c.max_abs == np.inf and c.max_rel == np.inf
+
+
+def test_the_first_of_equal_worst_errors_across_blocks_is_reported():
+    ref = np.zeros(2 * BLOCK, np.float32)
+    got = ref.copy()
+    got[5] = got[BLOCK + 5] = 1.0
+    assert compare_output("y", ref, got, 0.1, 0.0).worst_index == [5]

@@ -307,6 +307,14 @@ def test_static_loops_need_a_constant_count_a_constant_condition_and_a_passthrou
 
 def test_has_control_flow_looks_into_subgraphs(tmp_path):
     assert has_control_flow(_save(_branch_model(), tmp_path))
+    assert has_control_flow(_save(_while_model(), tmp_path))  # a Loop alone
+    external = _while_model()
+    two = external.graph.initializer[0]
+    two.ClearField("float_data")
+    two.data_location = TensorProto.EXTERNAL
+    two.external_data.add(key="location", value="absent.bin")
+    onnx.save(external, str(tmp_path / "ext.onnx"))
+    assert has_control_flow(tmp_path / "ext.onnx")  # the graph alone is read: no external data followed
     plain = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
@@ -324,6 +332,8 @@ def test_an_unparseable_graph_is_one_line(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"\xff\xff garbage")
     with pytest.raises(ArtifactError, match=r"^toy: m\.onnx cannot be parsed \(DecodeError\)$"):
         GraphCoverage(tmp_path / "m.onnx", "toy")
+    with pytest.raises(ArtifactError, match=r"^: m\.onnx cannot be parsed \(DecodeError\)$"):  # no name given
+        GraphCoverage(tmp_path / "m.onnx")
 
 
 def test_a_graph_without_control_flow_traces_an_empty_path(tmp_path):
@@ -432,7 +442,7 @@ def test_a_graph_that_onnxruntime_cannot_run_on_a_case_is_left_to_the_runtimes(t
 
     from tf_parity_export.verify.test_data import write_set
 
-    folder = _folder(tmp_path, [[3.0], [1.0]], model)
+    folder = _folder(tmp_path, [[3.0], [1.0], [0.5]], model)
     shutil.rmtree(folder / "test_data_set_1")  # case1 becomes a batch of 2, which the graph cannot run
     write_set(folder, 1, SPEC, {"x": np.array([[1.0], [1.0]], np.float32)}, {"y": np.zeros((2, 1), np.float32)})
     card = layout.read_json(folder / layout.CARD)
@@ -441,5 +451,129 @@ def test_a_graph_that_onnxruntime_cannot_run_on_a_case_is_left_to_the_runtimes(t
     layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {
         "card_sha256": layout.sha256(folder / layout.CARD), "onnx_sha256": layout.sha256(folder / layout.ONNX)}}})
     rep = verify_model(SPEC, folder, ["ort_cpu"], with_tf=False)
-    assert set(rep.graph_paths) == {"case0"} and [r.status for r in rep.results] == ["passed", "error"]
+    assert set(rep.graph_paths) == {"case0", "case2"}  # the next case is still measured
+    assert [r.status for r in rep.results] == ["passed", "error", "passed"]
     assert rep.failures()[0].startswith("toy/ort_cpu: case case1: ")
+
+
+def _deep_model():
+    """y = If(sum(x) > 2) then sum(x) else WhileLoop(halve s while s > 1, body: If(s > 1) on the halved value):
+    a site three levels down, in an else branch (labels carry the whole path)."""
+    f = TensorProto.FLOAT
+    inner_then = helper.make_graph([helper.make_node("Identity", ["s_out"], ["t1"])], "it", [],
+                                   [helper.make_tensor_value_info("t1", f, [])])
+    inner_else = helper.make_graph([helper.make_node("Neg", ["s_out"], ["e1"])], "ie", [],
+                                   [helper.make_tensor_value_info("e1", f, [])])
+    body = helper.make_graph([
+        helper.make_node("Div", ["s_in", "two"], ["s_out"]),
+        helper.make_node("Greater", ["s_out", "one"], ["c_out"]),
+        helper.make_node("If", ["c_out"], ["unused"], then_branch=inner_then, else_branch=inner_else, name="If_in"),
+    ], "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("s_in", f, [])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), helper.make_tensor_value_info("s_out", f, [])])
+    top_then = helper.make_graph([helper.make_node("Identity", ["s"], ["a"])], "then", [],
+                                 [helper.make_tensor_value_info("a", f, [])])
+    top_else = helper.make_graph([helper.make_node("Greater", ["s", "one"], ["enter"]),
+                                  helper.make_node("Loop", ["", "enter", "s"], ["b"], body=body, name="Loop_w")],
+                                 "else", [], [helper.make_tensor_value_info("b", f, [])])
+    graph = helper.make_graph([
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "four"], ["big"]),
+        helper.make_node("If", ["big"], ["y"], then_branch=top_then, else_branch=top_else, name="If_top"),
+    ], "g", [helper.make_tensor_value_info("x", f, ["batch", 1])], [helper.make_tensor_value_info("y", f, [])],
+        initializer=[helper.make_tensor("two", f, [], [2.0]), helper.make_tensor("one", f, [], [1.0]),
+                     helper.make_tensor("four", f, [], [4.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("x, top, trips, inner", [
+    (5.0, {"then": 1, "else": 0}, [], {"then": 0, "else": 0}), (3.0, {"then": 0, "else": 1}, [2], {"then": 1, "else": 1}),
+    (1.5, {"then": 0, "else": 1}, [1], {"then": 0, "else": 1}),
+    (0.5, {"then": 0, "else": 1}, [0], {"then": 0, "else": 0}),
+])
+def test_a_site_three_levels_down_in_an_else_branch_is_labelled_by_its_whole_path(tmp_path, x, top, trips, inner):
+    cov = GraphCoverage(_save(_deep_model(), tmp_path))
+    assert [s.label for s in cov.sites] == ["If_top", "If_top.else/Loop_w", "If_top.else/Loop_w.body/If_in"]
+    path = cov.trace({"x": np.array([[x]], np.float32)})
+    assert path.branches == {"If_top": top, "If_top.else/Loop_w.body/If_in": inner}
+    assert path.trips == {"If_top.else/Loop_w": trips}
+
+
+def test_a_loop_counted_by_a_constant_node_or_a_subgraph_initializer_is_static(tmp_path):
+    model = _while_model(static=True)
+    model.graph.initializer.pop()  # "three" becomes a Constant node
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["three"],
+                                                value=helper.make_tensor("c3", TensorProto.INT64, [], [3])))
+    cov = GraphCoverage(_save(model, tmp_path))
+    assert cov.sites == [Site("Loop_for", "Loop", "", static=True)]
+    assert cov.trace({"x": np.array([[1.0]], np.float32)}).trips == {"Loop_for": [3]}
+    # inside a branch, with the count an initializer of the branch itself
+    model = _while_model(static=True)
+    loop = model.graph.node.pop()
+    then_g = helper.make_graph([loop], "then", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+                               initializer=[helper.make_tensor("three", TensorProto.INT64, [], [3])])
+    else_g = helper.make_graph([helper.make_node("Identity", ["s"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [])])
+    model.graph.initializer.pop()
+    model.graph.initializer.append(helper.make_tensor("yes", TensorProto.BOOL, [], [True]))
+    model.graph.node.append(helper.make_node("If", ["yes"], ["y"], then_branch=then_g, else_branch=else_g, name="If_c"))
+    cov = GraphCoverage(_save(model, tmp_path))
+    assert [(s.label, s.static) for s in cov.sites] == [("If_c", False), ("If_c.then/Loop_for", True)]
+
+
+@pytest.mark.parametrize("x, margin", [(0.5, 1.0), (0.25, 1.0), (-0.5, 1.0)])
+def test_the_margin_of_small_operands_is_relative_to_them_not_to_one(tmp_path, x, margin):
+    model = _branch_model()
+    model.graph.initializer[0].float_data[0] = 0.0  # sum(x) > 0: |x - 0| / max(|x|, 0) = 1
+    cov = GraphCoverage(_save(model, tmp_path))
+    assert cov.trace({"x": np.array([[x]], np.float32)}).margin == pytest.approx(margin)
+
+
+def _scan_model(carried=True):
+    """A while loop with a scan output (each iteration's value stacked): halve s while s > 1, or, with no
+    loop-carried value, count down a 3-step scan of the constant while the entry test holds."""
+    f = TensorProto.FLOAT
+    if carried:
+        body = helper.make_graph([
+            helper.make_node("Div", ["s_in", "two"], ["s_out"]),
+            helper.make_node("Greater", ["s_out", "one"], ["c_out"]),
+            helper.make_node("Identity", ["s_out"], ["scan"]),
+        ], "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                    helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                    helper.make_tensor_value_info("s_in", f, [])],
+            [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), helper.make_tensor_value_info("s_out", f, []),
+             helper.make_tensor_value_info("scan", f, [])])
+        loop = helper.make_node("Loop", ["", "enter", "s"], ["y", "ys"], body=body, name="Loop_s")
+        outputs = [helper.make_tensor_value_info("y", f, []), helper.make_tensor_value_info("ys", f, ["n"])]
+    else:
+        body = helper.make_graph([
+            helper.make_node("Cast", ["i"], ["fi"], to=f),
+            helper.make_node("Less", ["fi", "two"], ["c_out"]),
+            helper.make_node("Identity", ["fi"], ["scan"]),
+        ], "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                    helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+            [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), helper.make_tensor_value_info("scan", f, [])])
+        loop = helper.make_node("Loop", ["", "enter"], ["ys"], body=body, name="Loop_s")
+        outputs = [helper.make_tensor_value_info("ys", f, ["n"])]
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+                               helper.make_node("Greater", ["s", "one"], ["enter"]), loop],
+                              "g", [helper.make_tensor_value_info("x", f, ["batch", 1])], outputs,
+                              initializer=[helper.make_tensor("two", f, [], [2.0]), helper.make_tensor("one", f, [], [1.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("carried", [True, False])
+@pytest.mark.parametrize("x, trips", [(0.5, 0), (3.0, None), (8.0, None)])
+def test_a_loop_with_scan_outputs_keeps_them_and_logs_its_trips(tmp_path, carried, x, trips):
+    model = _scan_model(carried)
+    cov = GraphCoverage(_save(model, tmp_path))
+    feed = {"x": np.array([[x]], np.float32)}
+    names = [o.name for o in model.graph.output]
+    want = ort.InferenceSession(model.SerializeToString()).run(names, feed)
+    got = cov.session.run(names, feed)
+    assert [v.tolist() for v in got] == [v.tolist() for v in want]
+    path = cov.trace(feed)
+    expected = trips if trips is not None else len(want[-1])
+    assert path.trips == {"Loop_s": [expected]} and expected == len(want[-1])
+    assert path.scores["Loop_s"]["enter_score"] == [pytest.approx((x - 1) / max(x, 1))]

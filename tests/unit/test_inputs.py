@@ -196,3 +196,66 @@ def test_coverage_and_boundary_targets_are_on_the_right_side_of_each_threshold()
     assert 2**11 < t["loop12_scaled"] and 2**11 < t["loop12_kept"]
     assert inputs.BOUNDARY_TARGETS == {"boundary_loop": 1.0, "boundary_branch": 1.6}
     assert inputs.BOUNDARY_MARGIN == 1e-4
+
+
+def test_unreadable_npz_messages_name_the_problem_exactly(tmp_path):
+    path = tmp_path / "mine.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(InputError) as info:
+        inputs.read_npz(path)
+    assert str(info.value) == f"{path}: not a readable .npz file (File is not a zip file)"  # a user's file: no re-export
+    from tf_parity_export.models import ArtifactError
+
+    with pytest.raises(ArtifactError) as info:
+        inputs.read_npz(path, error=ArtifactError, label="toy: cases.npz")
+    assert str(info.value) == "toy: cases.npz: not a readable .npz file (File is not a zip file); re-export"
+
+
+def test_an_error_without_a_message_is_named_by_its_type(tmp_path):
+    """A member whose zip directory promises more bytes than the file holds: zipfile raises a bare EOFError."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(2000, np.float32))
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("x.npy", buf.getvalue()[:300])
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<II", data, data.rfind(b"PK\x01\x02") + 20, 9000, 9000)  # compressed and file size
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as info:
+        inputs.read_npz(path)
+    assert str(info.value) == f"{path}: not a readable .npz file (EOFError)"
+
+
+def test_the_directory_limit_allows_1024_header_bytes_per_member_and_no_more(tmp_path):
+    import zipfile
+
+    path = tmp_path / "a.npz"
+    np.savez(path, a=np.zeros(1000, np.float32), b=np.zeros(1000, np.float32))
+    declared = sum(i.file_size for i in zipfile.ZipFile(path).infolist())  # 2 x (4000 + a 128-byte header)
+    with pytest.raises(InputError, match=r": inflates to "):
+        inputs.read_npz(path, limit=declared - 2049)
+    with pytest.raises(InputError, match=r": holds 0\.0 MiB of array data"):  # past the directory, caught by the headers
+        inputs.read_npz(path, limit=declared - 2048)
+    assert sorted(inputs.read_npz(path, limit=8000)) == ["a", "b"]
+
+
+def test_limit_messages_give_mib_and_rows(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, a=np.zeros(3 * 2**20, np.uint8))
+    with pytest.raises(InputError) as info:
+        inputs.read_npz(path, limit=2 * 2**20)
+    assert str(info.value) == (f"{path}: inflates to 3.0 MiB; inputs are limited to 2 MiB of array data "
+                               "(about 26,214 rows of 20 float32)")
+    with pytest.raises(InputError) as info:
+        inputs.read_npz(path, limit=3 * 2**20 - 1)
+    assert str(info.value) == (f"{path}: holds 3.0 MiB of array data; inputs are limited to 3 MiB "
+                               "(about 39,321 rows of 20 float32)")
+
+
+def test_load_npz_validates_arrays_already_read_without_reading_the_file_again(tmp_path):
+    case = inputs.load_npz(tmp_path / "gone.npz", SPEC, dict(GOOD))
+    assert case.name == "user:gone.npz" and case.kind == "user" and sorted(case.feed) == ["k", "x"]

@@ -448,10 +448,90 @@ def test_write_json_into_an_unwritable_place_is_one_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError) as info:
         layout.write_json(blocker / "report.json", {})
-    assert str(info.value).startswith(f"{blocker / 'report.json'}: cannot write here (")
-    assert "\n" not in str(info.value)
+    assert str(info.value) == f"{blocker / 'report.json'}: cannot write here (File exists)"
     folder = tmp_path / "in-the-way"
     (folder / "report.json").mkdir(parents=True)  # a folder where the file goes: the temporary is removed
     with pytest.raises(UserError, match=r"report\.json: cannot write here \(.*\)$"):
         layout.write_text(folder / "report.json", "x")
     assert [p.name for p in folder.iterdir()] == ["report.json"]
+
+
+# --- the card's fields -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"files": {"model.onnx": "0" * 63}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"files": {"model.onnx": "A" * 64}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"files": {"model.onnx": 5}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"seed": "1"}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": True}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": 1.0}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": -1}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": 2**32}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"test_data": {}}, "field 'test_data' must be a list"),
+    ({"test_data": ["x"]}, 'field \'test_data[0]\' must be an object with string "set", "case", "kind" and an object '
+                           'or null "path"'),
+] + [({"test_data": [{"set": "test_data_set_0", "case": "c", "kind": "random", "path": None, **{key: bad}}]},
+      'field \'test_data[0]\' must be an object with string "set", "case", "kind" and an object or null "path"')
+     for key, bad in [("set", 0), ("case", None), ("kind", 1), ("path", [])]])
+def test_each_card_field_the_verifier_uses_is_type_checked(tmp_path, change, message):
+    folder, card = _folder(tmp_path)
+    card = {**card, **change}
+    if "files" in change:
+        card["files"] = {**layout.read_card(folder, "toy")["files"], **change["files"]}
+    layout.write_json(folder / layout.CARD, card)
+    with pytest.raises(ArtifactError) as info:
+        layout.read_card(folder, "toy")
+    assert str(info.value) == f"toy: card.json {message}; {FIX}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1])
+def test_seeds_in_range_are_accepted(tmp_path, seed):
+    folder, card = _folder(tmp_path)
+    layout.write_json(folder / layout.CARD, {**card, "seed": seed, "test_data": [
+        {"set": "test_data_set_0", "case": "c", "kind": "random", "path": {"a": 1}},
+        {"set": "test_data_set_12", "case": "d", "kind": "coverage", "path": None}]})
+    assert layout.read_card(folder, "toy")["seed"] == seed
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "test_data_set_", "test_data_set_1/..", "data", "test_data_set_x"])
+def test_a_test_data_set_outside_a_test_data_set_folder_is_refused(tmp_path, name):
+    folder, card = _folder(tmp_path)
+    layout.write_json(folder / layout.CARD, {**card, "test_data": [
+        {"set": name, "case": "c", "kind": "random", "path": None}]})
+    with pytest.raises(ArtifactError) as info:
+        layout.read_card(folder, "toy")
+    assert str(info.value) == (f"toy: card.json names test data set {name!r}, not a test_data_set_N folder inside the "
+                               "model folder; refusing it")
+
+
+def test_a_nul_in_a_card_path_is_refused(tmp_path):
+    folder, card = _folder(tmp_path)
+    card["files"]["a\0b"] = "0" * 64
+    with pytest.raises(ArtifactError, match=r"lists 'a\\x00b', a path outside the model folder"):
+        layout.check_files(folder, "toy", card)
+
+
+def test_write_text_writes_a_named_temporary_beside_the_target_and_cleans_up_after_a_sweep(tmp_path, monkeypatch):
+    from tf_parity_export.export.atomic import is_temporary
+
+    path = tmp_path / "report.json"
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(os.path.basename(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(layout.os, "replace", replace)
+    layout.write_text(path, "x")
+    assert seen[0].startswith(".report.json.tmp-") and is_temporary(tmp_path / seen[0])
+
+    def swept(src, dst):  # another export's lock swept the temporary away before the rename
+        os.unlink(src)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(layout.os, "replace", swept)
+    with pytest.raises(UserError) as info:
+        layout.write_text(path, "y")
+    assert str(info.value) == f"{path}: cannot write here (No such file or directory)"
+    assert path.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["report.json"]

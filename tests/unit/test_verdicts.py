@@ -358,11 +358,11 @@ def _result(case, status, ref, got, atol=1e-5, rtol=1e-5):
 def test_precision_summary_reports_the_worst_counted_error_and_the_tightest_tolerances():
     from tf_parity_export.verify.verifier import precision_summary
 
-    results = [_result("a", "passed", [1, 2], [1, 2.25]), _result("b", "measured", [4, 8], [4.5, 8]),
+    results = [_result("b", "passed", [1, 2], [1, 2.25]), _result("a", "measured", [4, 8], [4.5, 8]),
                _result("c", "boundary", [1, 1], [9, 1]), _result("d", "loop_cap", [1, 1], [1, 9])]
     p = precision_summary("ort_cpu", "", results, 1e-5, 2e-5)
     assert p == {"mode": "fp32", "exact": True, "computes_in": "fp32", "atol": 1e-5, "rtol": 2e-5,
-                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.125, "worst_case": "b", "worst_output": "y",
+                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.125, "worst_case": "a", "worst_output": "y",
                  "worst_index": [0], "tightest_atol": 0.5, "tightest_rtol": 0.125}
     within = precision_summary("ort_cuda_tf32", "bf16", results[:1] + results[2:], 1e-5, 2e-5)
     assert within["within_tolerance"] is True and within["computes_in"] == "bf16" and within["max_abs"] == 0.25
@@ -472,3 +472,66 @@ def test_a_summed_output_is_compared_with_its_grown_tolerance(tmp_path):
     rep = verify_model(spec, folder, ["ort_cpu"], with_tf=False)
     assert [[(o.terms, o.rtol) for o in r.outputs] for r in rep.results] == [
         [(4, summed_rtol(1e-5, 4))], [(8, summed_rtol(1e-5, 8))]]
+
+
+def test_a_scope_given_is_used_and_left_open(tmp_path):
+    from tf_parity_export.verify.runtimes import RunScope
+
+    class Service:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    with RunScope() as scope:
+        service = scope.shared("browser", Service)
+        rep = _verify(_folder(tmp_path), runtimes=("ort_cpu",), scope=scope)
+        assert rep.failures() == [] and len(rep.results) == 2
+        assert not service.closed and scope.shared("browser", Service) is service  # the caller closes it
+    assert service.closed
+
+
+class _UnloadableWeights:
+    """Stands in for the Keras model the exporter already built (verify_models' `models`): its weights fail to load."""
+
+    def load_weights(self, path):
+        raise OSError("truncated HDF5 file")
+
+
+def test_with_tensorflow_the_weights_are_loaded_into_the_prebuilt_model(tmp_path):
+    from tf_parity_export.verify.runtimes import REFERENCE
+
+    rep = verify_model(SPEC, _folder(tmp_path), ["ort_cpu"], prebuilt=_UnloadableWeights())
+    assert rep.reference == REFERENCE
+    assert rep.error == "toy: model.weights.h5 cannot be loaded (truncated HDF5 file)" and rep.results == []
+
+
+def test_a_probes_recorded_path_is_the_cases_path(tmp_path):
+    from dataclasses import replace
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    paths = ({"iterations": 0, "branch": "scaled", "margin": 0.3}, None)
+    rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
+    assert rep.cases == [{"name": "case0", "kind": "random", "batch": 1,
+                          "path": {"iterations": 0, "branch": "scaled", "margin": 0.3, "source": "recorded at export"}},
+                         {"name": "case1", "kind": "random", "batch": 2}]
+
+
+def test_a_runtimes_own_structure_checks_and_device_precision_reach_the_report(tmp_path, monkeypatch):
+    """As LiteRT reports tflite_checks and OpenVINO the precision its device picked: here onnxruntime's real
+    session, loaded with a failed check and a device precision attached (the plumbing is what is tested)."""
+    from tf_parity_export.verify import runtimes
+    from tf_parity_export.verify.runtimes.base import FnRuntime
+    from tf_parity_export.verify.structure import Check
+
+    def load(subject):
+        session = runtimes.RUNTIMES["ort_cpu"](subject)
+        return FnRuntime("openvino_default", session.infer, [Check("tflite_inputs", False, "expected ['x'], found []")],
+                         "bf16")
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "openvino_default", load)
+    rep = _verify(_folder(tmp_path), runtimes=("openvino_default",))
+    assert [c.name for c in rep.checks][-1] == "tflite_inputs"
+    assert rep.failures() == ["toy: structure check tflite_inputs failed: expected ['x'], found []"]
+    assert rep.precision["openvino_default"]["computes_in"] == "bf16" and rep.precision["openvino_default"]["mode"] == "auto"
+    assert [r.status for r in rep.results] == ["passed", "passed"]
