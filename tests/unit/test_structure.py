@@ -218,7 +218,9 @@ def test_tflite_checks_on_the_committed_fancy_mlp_read_by_litert():
     from tf_parity_export.verify.structure import tflite_checks
 
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is an optional extra")
-    path = Path(__file__).resolve().parents[2] / "artifacts" / "fancy_mlp" / layout.TFLITE
+    # the repository's artifacts/ (also from tools/mutation.py's staged copy of the tests, deeper in build/)
+    root = next(p for p in Path(__file__).resolve().parents if (p / "artifacts" / "manifest.json").is_file())
+    path = root / "artifacts" / "fancy_mlp" / layout.TFLITE
     interpreter = litert.Interpreter(model_path=str(path))
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     spec = get_spec("fancy_mlp")

@@ -535,3 +535,21 @@ def test_a_runtimes_own_structure_checks_and_device_precision_reach_the_report(t
     assert rep.failures() == ["toy: structure check tflite_inputs failed: expected ['x'], found []"]
     assert rep.precision["openvino_default"]["computes_in"] == "bf16" and rep.precision["openvino_default"]["mode"] == "auto"
     assert [r.status for r in rep.results] == ["passed", "passed"]
+
+
+def test_a_runtime_object_without_checks_or_precision_is_reported_as_its_mode(tmp_path, monkeypatch):
+    """ort_node and ort_web return their own runtime objects (no `checks`, no `precision`): neither is required."""
+    from tf_parity_export.verify import runtimes
+
+    class Plain:
+        def __init__(self, subject):
+            self.name, self.session = "ort_node", runtimes.RUNTIMES["ort_cpu"](subject)
+
+        def infer(self, feed):
+            return self.session.infer(feed)
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "ort_node", Plain)
+    rep = _verify(_folder(tmp_path), runtimes=("ort_node",))
+    assert rep.failures() == [] and [c.name for c in rep.checks] == [
+        "onnx_inputs", "onnx_outputs", "onnx_control_flow", "onnx_checker"]
+    assert rep.precision["ort_node"]["computes_in"] == "fp32"
