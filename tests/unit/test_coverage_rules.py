@@ -381,7 +381,7 @@ SPEC = ModelSpec(name="toy", builder="none:none", summary="", inputs=(TensorSig(
                  outputs=(TensorSig("y", (None, 1)),))
 
 
-def _folder(tmp_path, feeds, model=None):
+def _folder(tmp_path, feeds, model=None, paths=None):
     """A model folder (stand-in TF files, never loaded without TensorFlow) whose stored outputs are onnxruntime's."""
     from tf_parity_export.verify.test_data import write_set
 
@@ -396,7 +396,7 @@ def _folder(tmp_path, feeds, model=None):
     for i, x in enumerate(feeds):
         feed = {"x": np.array(x, np.float32).reshape(-1, 1)}
         entries.append({"set": write_set(folder, i, SPEC, feed, {"y": session.run(["y"], feed)[0]}),
-                        "case": f"case{i}", "kind": "random", "path": None})
+                        "case": f"case{i}", "kind": "random", "path": (paths or {}).get(i)})
     layout.write_json(folder / layout.CARD, {"schema": layout.SCHEMA_VERSION, "files": layout.hash_tree(folder),
                                              "test_data": entries})
     layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {
@@ -577,3 +577,18 @@ def test_a_loop_with_scan_outputs_keeps_them_and_logs_its_trips(tmp_path, carrie
     expected = trips if trips is not None else len(want[-1])
     assert path.trips == {"Loop_s": [expected]} and expected == len(want[-1])
     assert path.scores["Loop_s"]["enter_score"] == [pytest.approx((x - 1) / max(x, 1))]
+
+
+def test_with_a_probe_the_path_recorded_at_export_is_the_cases_path_not_the_graphs(tmp_path):
+    """A model with a probe and control flow: the probe's path (recorded at export) is shown and counted."""
+    from dataclasses import replace
+
+    from tf_parity_export.verify.verifier import verify_model
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    recorded = {0: {"iterations": 1, "branch": "kept", "margin": 0.5},
+                1: {"iterations": 0, "branch": "scaled", "margin": 0.5}}
+    rep = verify_model(spec, _folder(tmp_path, [[3.0], [1.0]], paths=recorded), ["ort_cpu"], with_tf=False)
+    assert [c["path"] for c in rep.cases] == [{**recorded[i], "source": "recorded at export"} for i in (0, 1)]
+    assert rep.coverage["loop ran once"] == ["case0"] and rep.coverage["branch scaled"] == ["case1"]
+    assert set(rep.graph_paths) == {"case0", "case1"}  # measured all the same, shown beside the probe's
