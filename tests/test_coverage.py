@@ -1,16 +1,17 @@
-"""Generic control-flow coverage on the ONNX graph (verify/coverage.py), with no probe."""
+"""Generic control-flow coverage on the ONNX graph (verify/coverage.py), with no probe, on the exported seeds.
+
+The measurement on synthetic graphs (nested If and Loop) is in tests/unit/test_coverage_rules.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
 from tf_parity_export.models import get_spec
 from tf_parity_export.verify import layout
-from tf_parity_export.verify.coverage import GraphCoverage, find_covering_inputs, instrument
+from tf_parity_export.verify.coverage import GraphCoverage, find_covering_inputs
 
 
 @pytest.mark.parametrize("name", ["fancy_mlp", "chimera"])
@@ -30,90 +31,6 @@ def test_graph_measurement_agrees_with_the_probe_case_by_case(report, name):
         assert (graph.margin < 1e-4) == (case["kind"] == "boundary"), case["name"]
         seen.add((min(probe["iterations"], 2), took))
     assert seen == {(i, b) for i in (0, 1, 2) for b in ("then", "else")}  # every combination was compared
-
-
-def _nested_model() -> onnx.ModelProto:
-    """y = If(x > 2, then: Loop(2) of +1 on x, else: x) ; z = Loop(n = floor(x)) whose body runs
-    an If on the iteration's parity and a Loop of `iteration` trips (nested two deep)."""
-    i64 = lambda name, v: helper.make_tensor(name, TensorProto.INT64, [], [v])  # noqa: E731
-    f32 = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
-    inner = helper.make_graph(  # the Loop nested in the outer Loop's body: t += 1, `i` times
-        [helper.make_node("Add", ["t_in", "one_f"], ["t_out"]), helper.make_node("Identity", ["c_in2"], ["c_out2"])],
-        "inner", [helper.make_tensor_value_info("j", TensorProto.INT64, []),
-                  helper.make_tensor_value_info("c_in2", TensorProto.BOOL, []),
-                  helper.make_tensor_value_info("t_in", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("c_out2", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("t_out", TensorProto.FLOAT, [])])
-    then_g = helper.make_graph([helper.make_node("Add", ["s_in", "one_f"], ["s_then"])], "even", [],
-                               [helper.make_tensor_value_info("s_then", TensorProto.FLOAT, [])])
-    else_g = helper.make_graph([helper.make_node("Sub", ["s_in", "one_f"], ["s_else"])], "odd", [],
-                               [helper.make_tensor_value_info("s_else", TensorProto.FLOAT, [])])
-    body = helper.make_graph([
-        helper.make_node("Mod", ["i", "two_i"], ["parity"]),
-        helper.make_node("Equal", ["parity", "zero_i"], ["even"]),
-        helper.make_node("If", ["even"], ["s_mid"], then_branch=then_g, else_branch=else_g, name="If_parity"),
-        helper.make_node("Loop", ["i", "true", "zero_f"], ["t_last"], body=inner, name="Loop_inner"),
-        helper.make_node("Add", ["s_mid", "t_last"], ["s_out"]),
-        helper.make_node("Identity", ["c_in"], ["c_out"]),
-    ], "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
-                helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [])])
-    two_loop = helper.make_graph(  # in the top If's then branch: u += 1, twice
-        [helper.make_node("Add", ["u_in", "one_f"], ["u_out"]), helper.make_node("Identity", ["c_in3"], ["c_out3"])],
-        "twice", [helper.make_tensor_value_info("k", TensorProto.INT64, []),
-                  helper.make_tensor_value_info("c_in3", TensorProto.BOOL, []),
-                  helper.make_tensor_value_info("u_in", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("c_out3", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("u_out", TensorProto.FLOAT, [])])
-    top_then = helper.make_graph([helper.make_node("Loop", ["two_i", "true", "xs"], ["y_then"], body=two_loop,
-                                                   name="Loop_in_then")], "then", [],
-                                 [helper.make_tensor_value_info("y_then", TensorProto.FLOAT, [])])
-    top_else = helper.make_graph([helper.make_node("Identity", ["xs"], ["y_else"])], "else", [],
-                                 [helper.make_tensor_value_info("y_else", TensorProto.FLOAT, [])])
-    graph = helper.make_graph([
-        helper.make_node("ReduceSum", ["x"], ["xs"], keepdims=0),
-        helper.make_node("Greater", ["xs", "two_f"], ["big"]),
-        helper.make_node("If", ["big"], ["y"], then_branch=top_then, else_branch=top_else, name="If_top"),
-        helper.make_node("Cast", ["xs"], ["n"], to=TensorProto.INT64),
-        helper.make_node("Loop", ["n", "true", "zero_f"], ["z"], body=body, name="Loop_outer"),
-    ], "nested", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, []), helper.make_tensor_value_info("z", TensorProto.FLOAT, [])],
-        initializer=[i64("two_i", 2), i64("zero_i", 0), f32("one_f", 1.0), f32("two_f", 2.0), f32("zero_f", 0.0),
-                     helper.make_tensor("true", TensorProto.BOOL, [], [True])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-@pytest.mark.parametrize("x,top,outer,parity,inner,in_then", [
-    (0.0, "else", [0], (0, 0), [], []),
-    (1.0, "else", [1], (1, 0), [0], []),
-    (3.0, "then", [3], (2, 1), [0, 1, 2], [2]),
-    (4.0, "then", [4], (2, 2), [0, 1, 2, 3], [2]),
-])
-def test_nested_if_and_loop_are_measured(tmp_path, x, top, outer, parity, inner, in_then):
-    model = _nested_model()
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(tmp_path / "m.onnx"))
-    cov = GraphCoverage(tmp_path / "m.onnx", "nested")
-    labels = {s.label for s in cov.sites}
-    assert labels == {"If_top", "If_top.then/Loop_in_then", "Loop_outer", "Loop_outer.body/If_parity",
-                      "Loop_outer.body/Loop_inner"}
-    static = {s.label for s in cov.sites if s.static}
-    assert static == {"If_top.then/Loop_in_then"}  # a constant trip count: no 0/1/many required of it
-    feed = {"x": np.array([[x]], np.float32)}
-    path = cov.trace(feed)
-    assert path.branches["If_top"] == {"then": int(top == "then"), "else": int(top == "else")}
-    assert path.trips["Loop_outer"] == outer
-    assert path.branches["Loop_outer.body/If_parity"] == {"then": parity[0], "else": parity[1]}
-    assert path.trips["Loop_outer.body/Loop_inner"] == inner
-    assert path.trips["If_top.then/Loop_in_then"] == in_then
-    # the instrumented copy computes what the original computes
-    copy, _, _ = instrument(model)
-    want = ort.InferenceSession(model.SerializeToString()).run(["y", "z"], feed)
-    got = ort.InferenceSession(copy.SerializeToString()).run(["y", "z"], feed)
-    assert [float(v) for v in want] == [float(v) for v in got]
-    assert path.margin == pytest.approx(abs(x - 2) / max(x, 2))  # If_top's comparison x > 2
 
 
 @pytest.mark.parametrize("name", ["fancy_mlp", "chimera"])

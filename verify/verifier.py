@@ -243,7 +243,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.cases.append(info)
     apart = {c["name"]: APART[c["kind"]] for c in report.cases if c["kind"] in APART}
     if spec.probe and user_case is None:
-        counted = [c for c in report.cases if c["kind"] not in APART and "path" in c]
+        counted = [c for c in report.cases if c["kind"] not in APART and c.get("path")]
         report.coverage = {need: [c["name"] for c in counted if hit(c["path"])] for need, hit in REQUIRED_PATHS.items()}
     elif report.graph_sites and user_case is None:
         report.coverage = _generic_coverage(report, set(apart))

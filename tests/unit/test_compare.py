@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tf_parity_export.verify.compare import compare_output
+from tf_parity_export.verify.compare import BLOCK, SUM_SIGMAS, UNIT_ROUNDOFF, compare_output, summed_rtol
+from tf_parity_export.verify.layout import json_safe
 
 # A comparison must not warn (inf - inf, x / 0): those warnings would reach every user's terminal.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -60,8 +61,11 @@ def test_relative_error_against_zero_reference_is_infinite_and_json_safe():
     ref = np.array([0.0, 1.0])
     c = compare_output("y", ref, np.array([0.5, 1.0]), 1e-5, 1e-5)
     assert not c and c.max_abs == 0.5 and c.max_rel == np.inf
-    assert c.to_json()["max_rel"] is None and c.to_json()["max_abs"] == 0.5
-    json.dumps(c.to_json(), allow_nan=False)
+    # to_json keeps the float; the report writer spells it out (layout.json_safe), so the JSON stays strict
+    assert c.to_json()["max_rel"] == np.inf and c.to_json()["max_abs"] == 0.5
+    safe = json_safe(c.to_json())
+    assert safe["max_rel"] == "Infinity" and safe["max_abs"] == 0.5
+    json.dumps(safe, allow_nan=False)
 
 
 def test_nan_against_a_finite_reference_fails():
@@ -97,7 +101,7 @@ def test_another_dtype_than_the_reference_fails_even_with_equal_values(got_dtype
     c = compare_output("y", ref, ref.astype(got_dtype), 1e-5, 2e-5)
     assert _fields(c) == {"output": "y", "shape": [2], "dtype": np.dtype(got_dtype).name, "max_abs": "nan",
                           "max_rel": "nan", "worst_index": [], "atol": 1e-5, "rtol": 2e-5, "passed": False,
-                          "note": f"dtype {np.dtype(got_dtype).name} != reference float32"}
+                          "note": f"dtype {np.dtype(got_dtype).name} != reference float32", "terms": 1}
 
 
 @pytest.mark.parametrize("got", [np.zeros((1, 2), np.float32), np.zeros((3, 1), np.float32), np.zeros(3, np.float32)],
@@ -106,13 +110,14 @@ def test_another_shape_fails(got):
     c = compare_output("y", REF, got, 1e9, 2e9)
     assert _fields(c) == {"output": "y", "shape": list(got.shape), "dtype": "float32", "max_abs": "nan",
                           "max_rel": "nan", "worst_index": [], "atol": 1e9, "rtol": 2e9, "passed": False,
-                          "note": f"shape {tuple(got.shape)} != reference (1, 3)"}
+                          "note": f"shape {tuple(got.shape)} != reference (1, 3)", "terms": 1}
 
 
 def test_missing_output_fails():
     c = compare_output("y", REF, None, 1e-5, 2e-5)
     assert _fields(c) == {"output": "y", "shape": [], "dtype": "", "max_abs": "nan", "max_rel": "nan",
-                          "worst_index": [], "atol": 1e-5, "rtol": 2e-5, "passed": False, "note": "output missing"}
+                          "worst_index": [], "atol": 1e-5, "rtol": 2e-5, "passed": False, "note": "output missing",
+                          "terms": 1}
 
 
 def test_lists_are_compared_as_arrays():
@@ -123,7 +128,8 @@ def test_lists_are_compared_as_arrays():
 def test_empty_and_scalar_outputs():
     empty = compare_output("y", np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 1e-5, 2e-5)
     assert _fields(empty) == {"output": "y", "shape": [0, 3], "dtype": "float32", "max_abs": 0.0, "max_rel": 0.0,
-                              "worst_index": [], "atol": 1e-5, "rtol": 2e-5, "passed": True, "note": ""}
+                              "worst_index": [], "atol": 1e-5, "rtol": 2e-5, "passed": True, "note": "",
+                              "terms": 1}
     scalar = compare_output("y", np.float32(3), np.float32(3.5), 1e-5, 1e-5)
     assert not scalar and scalar.worst_index == [] and scalar.max_abs == 0.5
     assert compare_output("y", np.array(3.0), np.array(3.0), 1e-5, 1e-5).worst_index == []
@@ -147,3 +153,68 @@ def test_zero_and_nan_references_do_not_warn():
     ref = np.array([0.0, np.nan, np.inf, 1.0])
     assert not compare_output("y", ref, np.array([1.0, 0.0, -np.inf, 1.0]), 1e-5, 1e-5)
     assert compare_output("y", ref, ref.copy(), 1e-5, 1e-5)
+
+
+# --- tolerance at scale: summed_rtol, and comparison in blocks ------------------------------------
+
+def test_summed_rtol_is_the_spec_rtol_for_one_term_and_grows_with_sqrt_n():
+    assert UNIT_ROUNDOFF == 2.0**-24 and SUM_SIGMAS == 2.0
+    assert summed_rtol(1e-5, 1) == 1e-5 and summed_rtol(1e-5, 0) == 1e-5
+    assert summed_rtol(1e-5, 2) == 1e-5 + 2.0 * 2**0.5 * 2.0**-24
+    assert summed_rtol(1e-5, 100) == 1e-5 + 2.0 * 10 * 2.0**-24
+    assert summed_rtol(0.0, 10**6) == 2.0 * 1000 * 2.0**-24
+
+
+def test_a_summed_output_is_held_to_the_grown_rtol_and_reports_it():
+    """An element that sums n float32 terms may drift by the summation order: rtol grows, a real change still fails."""
+    ref = np.array([1000.0], np.float32)
+    n = 10**6  # rtol_n = 1e-5 + 2e3 * 2**-24 = 1.29e-4: 0.129 on 1000
+    grown = summed_rtol(1e-5, n)
+    ok = compare_output("total", ref, ref + np.float32(0.1), 0.0, 1e-5, terms=n)
+    assert ok and ok.terms == n and ok.rtol == grown and ok.to_json()["terms"] == n
+    assert not compare_output("total", ref, ref + np.float32(0.1), 0.0, 1e-5)  # one term: 1e-5 * 1000 = 0.01
+    assert not compare_output("total", ref, ref + np.float32(0.2), 0.0, 1e-5, terms=n)
+    for failed in (compare_output("total", ref, None, 0.0, 1e-5, terms=n),
+                   compare_output("total", ref, ref[:0], 0.0, 1e-5, terms=n),
+                   compare_output("total", ref, ref.astype(np.float64), 0.0, 1e-5, terms=n)):
+        assert not failed and failed.terms == n and failed.rtol == grown
+    empty = compare_output("total", ref[:0], ref[:0], 0.0, 1e-5, terms=n)
+    assert empty and empty.terms == n and empty.rtol == grown
+
+
+def test_blocks_find_the_worst_element_and_count_every_bad_one_across_blocks():
+    ref = np.zeros(2 * BLOCK + 3, np.float32)
+    got = ref.copy()
+    got[5] = 0.5                # first block
+    got[BLOCK + 7] = 2.0        # second block: the worst
+    got[2 * BLOCK + 1] = 1.0    # the short last block
+    c = compare_output("y", ref, got, 0.1, 0.0)
+    assert not c and c.max_abs == 2.0 and c.worst_index == [BLOCK + 7] and c.max_rel == np.inf
+    assert c.note == f"3 of {ref.size} elements out of tolerance"
+    got[BLOCK + 7] = 0.0
+    c = compare_output("y", ref, got, 0.1, 0.0)
+    assert c.max_abs == 1.0 and c.worst_index == [2 * BLOCK + 1]  # a later block's worse element wins
+    got[2 * BLOCK + 1] = 0.25
+    c = compare_output("y", ref, got, 0.1, 0.0)
+    assert c.max_abs == 0.5 and c.worst_index == [5]  # an earlier block's worse element is kept
+    rel = compare_output("y", np.full(BLOCK + 1, 2.0, np.float32), np.concatenate(
+        [np.full(BLOCK, 2.0, np.float32), np.float32([3.0])]), 0.0, 0.0)
+    assert rel.max_rel == 0.5 and rel.worst_index == [BLOCK]
+
+
+def test_opposite_extreme_values_overflow_quietly_and_fail():
+    ref = np.array([1.7e308, 1.0])
+    c = compare_output("y", ref, np.array([-1.7e308, 1.0]), 1e-5, 1e-5)  # the difference overflows to inf
+    assert not c and c.max_abs == np.inf and c.worst_index == [0]
+
+
+def test_an_infinity_against_the_opposite_infinity_has_an_infinite_relative_error():
+    c = compare_output("y", np.array([np.inf, 1.0]), np.array([-np.inf, 1.0]), 1e-5, 1e-5)
+    assert not c and c.max_abs == np.inf and c.max_rel == np.inf
+
+
+def test_the_first_of_equal_worst_errors_across_blocks_is_reported():
+    ref = np.zeros(2 * BLOCK, np.float32)
+    got = ref.copy()
+    got[5] = got[BLOCK + 5] = 1.0
+    assert compare_output("y", ref, got, 0.1, 0.0).worst_index == [5]

@@ -15,20 +15,29 @@ from tf_parity_export.models import ArtifactError, UserError
 from tf_parity_export.verify import layout
 
 F, B, I64 = TensorProto.FLOAT, TensorProto.BOOL, TensorProto.INT64
-REQUIRED = (layout.ONNX, layout.WEIGHTS, f"{layout.SAVED_MODEL}/saved_model.pb")
+REQUIRED = (layout.ONNX, layout.TFLITE, layout.WEIGHTS, f"{layout.SAVED_MODEL}/saved_model.pb")
+FIX = "re-export with `export-models toy`"
 
 
 def _folder(tmp_path, extra: dict[str, bytes] | None = None):
-    """A model folder with the required files and a card listing every file with its hash."""
+    """A model folder with the required files, a card listing every file with its hash, and
+    the manifest.json entry recording the card and the ONNX file, as `export-models` writes them."""
     folder = tmp_path / "toy"
-    files = {layout.ONNX: _onnx_bytes(), layout.WEIGHTS: b"weights", f"{layout.SAVED_MODEL}/saved_model.pb": b"sm",
-             **(extra or {})}
+    files = {layout.ONNX: _onnx_bytes(), layout.TFLITE: b"tflite", layout.WEIGHTS: b"weights",
+             f"{layout.SAVED_MODEL}/saved_model.pb": b"sm", **(extra or {})}
     for rel, data in files.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
     card = {"schema": layout.SCHEMA_VERSION, "files": layout.hash_tree(folder)}
-    (folder / layout.CARD).write_text(json.dumps(card))
+    _sign(folder, card)
     return folder, card
+
+
+def _sign(folder, card, **entry):
+    """Write the card and record it (and model.onnx) in the manifest, as an export does."""
+    layout.write_json(folder / layout.CARD, card)
+    record = {"card_sha256": layout.sha256(folder / layout.CARD), "onnx_sha256": layout.sha256(folder / layout.ONNX)}
+    layout.write_json(folder.parent / layout.INDEX, {"models": {folder.name: {**record, **entry}}})
 
 
 def _onnx_bytes(model=None) -> bytes:
@@ -44,7 +53,10 @@ def test_a_complete_folder_passes(tmp_path):
     folder, card = _folder(tmp_path)
     assert layout.read_card(folder, "toy") == card
     layout.check_files(folder, "toy", card)
+    layout.check_manifest(tmp_path, "toy")
     layout.check_onnx_external_data(folder, "toy", card)
+    assert layout.check_folder(tmp_path, "toy") == card
+    assert layout.check_folder(str(tmp_path), "toy") == card
 
 
 def test_hash_tree_hashes_every_file_but_the_card_by_posix_path(tmp_path):
@@ -64,11 +76,185 @@ def test_sha256_reads_big_files_in_blocks(tmp_path):
 
 @pytest.mark.parametrize("required", REQUIRED)
 def test_a_required_file_missing_from_the_cards_list_is_refused(tmp_path, required):
+    """Gone from the folder and from the card alike: every hash matches, yet the model is incomplete."""
     folder, card = _folder(tmp_path)
     del card["files"][required]
+    (folder / required).unlink()
     with pytest.raises(ArtifactError) as info:
         layout.check_files(folder, "toy", card)
     assert str(info.value) == f"toy: card.json does not list {required}; re-export with `export-models toy`"
+
+
+@pytest.mark.parametrize("rel", [layout.ONNX, "extra.bin", "saved_model/variables/extra", "test_data_set_9/input_0.pb"])
+def test_a_file_the_card_does_not_list_is_refused_by_name(tmp_path, rel):
+    folder, card = _folder(tmp_path)
+    if rel == layout.ONNX:
+        del card["files"][rel]  # still in the folder, but no longer hashed
+    else:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"unhashed")
+    with pytest.raises(ArtifactError) as info:
+        layout.check_files(folder, "toy", card)
+    assert str(info.value) == (f"toy: {rel} is in the model folder but not listed in card.json (unhashed); "
+                               f"remove it or {FIX}")
+
+
+def test_the_first_unlisted_file_is_named_and_odd_names_stay_on_one_line(tmp_path):
+    folder, card = _folder(tmp_path)
+    (folder / "b").write_bytes(b"")
+    (folder / "a\nb").write_bytes(b"")
+    with pytest.raises(ArtifactError) as info:
+        layout.check_files(folder, "toy", card)
+    assert str(info.value).startswith("toy: 'a\\nb' is in the model folder but not listed")
+    assert "\n" not in str(info.value)
+    (folder / "a\nb").unlink()
+    with pytest.raises(ArtifactError, match="^toy: b is in the model folder but not listed"):
+        layout.check_files(folder, "toy", card)
+
+
+@pytest.mark.parametrize("where", ["model.weights.h5", "saved_model/variables", "new", "d\nl"])
+def test_a_symlink_anywhere_in_the_folder_is_refused(tmp_path, where):
+    folder, card = _folder(tmp_path)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"weights")  # the same bytes: the hash alone would not notice
+    target = folder / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(ArtifactError) as info:
+        layout.check_files(folder, "toy", card)
+    shown = where if where.isprintable() else repr(where)
+    assert str(info.value) == f"toy: {shown} is a symlink; a model folder holds only regular files; refusing it"
+
+
+def test_a_fifo_in_the_folder_is_refused_without_opening_it(tmp_path):
+    folder, card = _folder(tmp_path)
+    os.mkfifo(folder / "pipe")  # opening it to hash it would block forever
+    with pytest.raises(ArtifactError) as info:
+        layout.check_files(folder, "toy", card)
+    assert str(info.value) == "toy: pipe is not a regular file; refusing it"
+    os.unlink(folder / "pipe")
+    os.mkfifo(folder / "p\tq")
+    with pytest.raises(ArtifactError, match=r"^toy: 'p\\tq' is not a regular file; refusing it$"):
+        layout.check_files(folder, "toy", card)
+
+
+# --- manifest.json: the card recorded at export ---------------------------------------------------
+
+def test_a_card_edited_and_re_signed_is_refused_by_the_manifest(tmp_path):
+    folder, card = _folder(tmp_path)
+    card["atol"] = 1.0  # a consistent card with every hash right, but not the one exported
+    layout.write_json(folder / layout.CARD, card)
+    layout.check_files(folder, "toy", card)
+    with pytest.raises(ArtifactError) as info:
+        layout.check_folder(tmp_path, "toy")
+    assert str(info.value) == ("toy: card.json does not match manifest.json (sha256 mismatch: the card changed since "
+                               f"export); {FIX}")
+
+
+def test_an_onnx_file_other_than_the_recorded_one_is_refused(tmp_path):
+    folder, card = _folder(tmp_path)
+    index = json.loads((tmp_path / layout.INDEX).read_text())
+    index["models"]["toy"]["onnx_sha256"] = "0" * 64
+    layout.write_json(tmp_path / layout.INDEX, index)
+    with pytest.raises(ArtifactError) as info:
+        layout.check_manifest(tmp_path, "toy")
+    assert str(info.value) == f"toy: model.onnx does not match manifest.json (sha256 mismatch); {FIX}"
+
+
+def test_a_pending_entry_is_accepted_with_its_own_onnx_hash(tmp_path):
+    """An export killed between recording the pending folder and renaming it leaves either card valid."""
+    folder, card = _folder(tmp_path)
+    now = {"card_sha256": layout.sha256(folder / layout.CARD), "onnx_sha256": layout.sha256(folder / layout.ONNX)}
+    old = {"card_sha256": "1" * 64, "onnx_sha256": "2" * 64}
+    layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {**old, "pending": now}}})
+    layout.check_manifest(tmp_path, "toy")
+    layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {**now, "pending": old}}})
+    layout.check_manifest(tmp_path, "toy")
+    layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {**old, "pending": {**now, "onnx_sha256": "3" * 64}}}})
+    with pytest.raises(ArtifactError, match=r"^toy: model\.onnx does not match manifest\.json"):
+        layout.check_manifest(tmp_path, "toy")
+    for pending in (old, "not a dict", None):
+        layout.write_json(tmp_path / layout.INDEX, {"models": {"toy": {**old, "pending": pending}}})
+        with pytest.raises(ArtifactError, match=r"^toy: card\.json does not match manifest\.json"):
+            layout.check_manifest(tmp_path, "toy")
+
+
+@pytest.mark.parametrize("index, why", [
+    (None, "missing"), ("{", "unreadable"), ([], "no entry"), ({"models": []}, "no entry"),
+    ({"models": {"other": {}}}, "no entry"), ({"models": {"toy": "x"}}, "no entry"), ({}, "no entry"),
+])
+def test_a_missing_or_broken_manifest_is_one_line(tmp_path, index, why):
+    _folder(tmp_path)
+    path = tmp_path / layout.INDEX
+    if index is None:
+        path.unlink()
+    elif isinstance(index, str):
+        path.write_text(index)
+    else:
+        layout.write_json(path, index)
+    with pytest.raises(ArtifactError) as info:
+        layout.check_folder(tmp_path, "toy")
+    message = {"missing": f"toy: {path} is missing, so card.json cannot be checked; {FIX}",
+               "no entry": f"toy: {path} has no entry for toy; {FIX}"}.get(why)
+    if message:
+        assert str(info.value) == message
+    else:
+        assert str(info.value).startswith(f"toy: {path} is unreadable (") and str(info.value).endswith(f"); {FIX}")
+
+
+def test_check_folder_checks_files_before_the_manifest_and_external_data_last(tmp_path):
+    folder, card = _folder(tmp_path)
+    (tmp_path / layout.INDEX).unlink()
+    (folder / "extra").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="^toy: extra is in the model folder"):
+        layout.check_folder(tmp_path, "toy")
+    (folder / "extra").unlink()
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        layout.check_folder(tmp_path, "toy")
+    folder, card = _folder(tmp_path / "ext", {layout.ONNX: _onnx_bytes(_subgraph_model("loop", "../x.bin"))})
+    with pytest.raises(ArtifactError, match="points to external data at '../x.bin'"):
+        layout.check_folder(tmp_path / "ext", "toy")
+
+
+# --- read_json, json_safe -------------------------------------------------------------------------
+
+def test_read_json_reads_only_small_regular_utf8_files(tmp_path, monkeypatch):
+    path = tmp_path / "a.json"
+    path.write_text('{"a": [1, 2.5]}')
+    assert layout.read_json(path) == {"a": [1, 2.5]}
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    with pytest.raises(ValueError, match="^a symlink$"):
+        layout.read_json(link)
+    with pytest.raises(ValueError, match="^not a regular file$"):
+        layout.read_json(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        layout.read_json(tmp_path / "none.json")
+    path.write_bytes(b'"\xff"')
+    with pytest.raises(ValueError, match="^not UTF-8 text: invalid start byte$"):
+        layout.read_json(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="^nested too deeply$"):
+        layout.read_json(path)
+    assert layout.MAX_JSON_BYTES == 16 * 2**20
+    monkeypatch.setattr(layout, "MAX_JSON_BYTES", 4 * 2**20)
+    path.write_text('"' + "x" * (4 * 2**20 - 2) + '"')  # exactly the limit
+    assert len(layout.read_json(path)) == 4 * 2**20 - 2
+    path.write_text('"' + "x" * (4 * 2**20 - 1) + '"')
+    with pytest.raises(ValueError, match="^larger than 4 MiB$"):
+        layout.read_json(path)
+
+
+def test_json_safe_spells_out_non_finite_numbers_everywhere():
+    data = {"a": [float("nan"), float("inf"), -np.inf, 1.5, np.float32(0.25)], "b": (np.int64(3), "s", None, True),
+            "c": {"d": np.float64(-np.inf)}}
+    safe = layout.json_safe(data)
+    assert safe == {"a": ["NaN", "Infinity", "-Infinity", 1.5, 0.25], "b": [3, "s", None, True],
+                    "c": {"d": "-Infinity"}}
+    assert type(safe["b"][0]) is int and type(safe["a"][4]) is float and safe["b"][3] is True
+    json.dumps(safe, allow_nan=False)
 
 
 def test_a_listed_file_that_is_missing_is_refused(tmp_path):
@@ -237,10 +423,13 @@ def test_write_json_is_strict_complete_and_keeps_the_umask(tmp_path, monkeypatch
     assert list(json.loads(path.read_text())) == ["b", "a"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~layout.umask()
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]
-    with pytest.raises(ValueError):
-        layout.write_json(path, {"x": float("nan")})
-    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # a failed write leaves nothing
+    layout.write_json(path, {"x": float("nan")})  # spelled out, so the file is strict JSON
+    assert path.read_text() == '{\n  "x": "NaN"\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left beside it
+    layout.write_json(path, {"b": 1, "a": 2})
     assert json.loads(path.read_text()) == {"b": 1, "a": 2}
+    layout.write_text(path, "plain")
+    assert path.read_text() == "plain" and [p.name for p in path.parent.iterdir()] == ["report.json"]
 
 
 def test_umask_is_read_without_changing_it():
@@ -256,5 +445,88 @@ def test_write_json_into_an_unwritable_place_is_one_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError) as info:
         layout.write_json(blocker / "report.json", {})
-    assert str(info.value).startswith(f"{blocker / 'report.json'}: cannot write here (")
-    assert "\n" not in str(info.value)
+    assert str(info.value) == f"{blocker / 'report.json'}: cannot write here (File exists)"
+    folder = tmp_path / "in-the-way"
+    (folder / "report.json").mkdir(parents=True)  # a folder where the file goes: the temporary is removed
+    with pytest.raises(UserError, match=r"report\.json: cannot write here \(.*\)$"):
+        layout.write_text(folder / "report.json", "x")
+    assert [p.name for p in folder.iterdir()] == ["report.json"]
+
+
+# --- the card's fields -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"files": {"model.onnx": "0" * 63}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"files": {"model.onnx": "A" * 64}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"files": {"model.onnx": 5}}, "field \"files['model.onnx']\" must be a sha256 hex digest"),
+    ({"seed": "1"}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": True}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": 1.0}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": -1}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"seed": 2**32}, "field 'seed' must be an integer in [0, 2**32)"),
+    ({"test_data": {}}, "field 'test_data' must be a list"),
+    ({"test_data": ["x"]}, 'field \'test_data[0]\' must be an object with string "set", "case", "kind" and an object '
+                           'or null "path"'),
+] + [({"test_data": [{"set": "test_data_set_0", "case": "c", "kind": "random", "path": None, **{key: bad}}]},
+      'field \'test_data[0]\' must be an object with string "set", "case", "kind" and an object or null "path"')
+     for key, bad in [("set", 0), ("case", None), ("kind", 1), ("path", [])]])
+def test_each_card_field_the_verifier_uses_is_type_checked(tmp_path, change, message):
+    folder, card = _folder(tmp_path)
+    card = {**card, **change}
+    if "files" in change:
+        card["files"] = {**layout.read_card(folder, "toy")["files"], **change["files"]}
+    layout.write_json(folder / layout.CARD, card)
+    with pytest.raises(ArtifactError) as info:
+        layout.read_card(folder, "toy")
+    assert str(info.value) == f"toy: card.json {message}; {FIX}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1])
+def test_seeds_in_range_are_accepted(tmp_path, seed):
+    folder, card = _folder(tmp_path)
+    layout.write_json(folder / layout.CARD, {**card, "seed": seed, "test_data": [
+        {"set": "test_data_set_0", "case": "c", "kind": "random", "path": {"a": 1}},
+        {"set": "test_data_set_12", "case": "d", "kind": "coverage", "path": None}]})
+    assert layout.read_card(folder, "toy")["seed"] == seed
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "test_data_set_", "test_data_set_1/..", "data", "test_data_set_x"])
+def test_a_test_data_set_outside_a_test_data_set_folder_is_refused(tmp_path, name):
+    folder, card = _folder(tmp_path)
+    layout.write_json(folder / layout.CARD, {**card, "test_data": [
+        {"set": name, "case": "c", "kind": "random", "path": None}]})
+    with pytest.raises(ArtifactError) as info:
+        layout.read_card(folder, "toy")
+    assert str(info.value) == (f"toy: card.json names test data set {name!r}, not a test_data_set_N folder inside the "
+                               "model folder; refusing it")
+
+
+def test_a_nul_in_a_card_path_is_refused(tmp_path):
+    folder, card = _folder(tmp_path)
+    card["files"]["a\0b"] = "0" * 64
+    with pytest.raises(ArtifactError, match=r"lists 'a\\x00b', a path outside the model folder"):
+        layout.check_files(folder, "toy", card)
+
+
+def test_write_text_writes_a_named_temporary_beside_the_target_and_cleans_up_after_a_sweep(tmp_path, monkeypatch):
+    path = tmp_path / "report.json"
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(os.path.basename(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(layout.os, "replace", replace)
+    layout.write_text(path, "x")
+    assert seen[0].startswith(".report.json.tmp-")
+
+    def swept(src, dst):  # another export's lock swept the temporary away before the rename
+        os.unlink(src)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(layout.os, "replace", swept)
+    with pytest.raises(UserError) as info:
+        layout.write_text(path, "y")
+    assert str(info.value) == f"{path}: cannot write here (No such file or directory)"
+    assert path.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["report.json"]

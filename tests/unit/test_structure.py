@@ -156,3 +156,73 @@ def test_inconsistent_types_fail_the_onnx_checker_not_crash(tmp_path):
                helper.make_tensor_value_info("n", F, ["batch", 1])]
     check = _checks(tmp_path, _graph(outputs=outputs))["onnx_checker"]
     assert not check.passed and "differs from existing elem type" in check.detail and "\n" not in check.detail
+
+
+# --- model.tflite: the signature and the control flow, as LiteRT reports them ----------------------
+
+SIGS = {"serving_default": {"inputs": ["x"], "outputs": ["y", "n"]}}
+OPS = {"FULLY_CONNECTED", "WHILE", "IF", "LESS"}
+
+
+def test_tflite_checks_pass_a_faithful_model():
+    from tf_parity_export.verify.structure import TFLITE_CONTROL_FLOW, tflite_checks
+
+    assert TFLITE_CONTROL_FLOW == {"Loop": "WHILE", "If": "IF"}
+    assert [c.to_json() for c in tflite_checks(SPEC, SIGS, OPS)] == [
+        {"check": "tflite_inputs", "passed": True, "detail": "expected ['x'], found ['x']"},
+        {"check": "tflite_outputs", "passed": True, "detail": "expected ['n', 'y'], found ['n', 'y']"},
+        {"check": "tflite_control_flow", "passed": True, "detail": "has ['WHILE', 'IF']"}]
+    plain = ModelSpec(name="p", builder="none:none", summary="", inputs=SPEC.inputs, outputs=SPEC.outputs,
+                      control_flow=("Custom",))
+    assert tflite_checks(plain, SIGS, {"Custom"})[2].detail == "has ['Custom']"  # other ops are looked up as named
+    none = ModelSpec(name="p", builder="none:none", summary="", inputs=SPEC.inputs, outputs=SPEC.outputs)
+    assert tflite_checks(none, SIGS, set())[2].to_json() == {
+        "check": "tflite_control_flow", "passed": True, "detail": "has no control flow (none expected)"}
+
+
+@pytest.mark.parametrize("ops, missing", [({"FULLY_CONNECTED", "IF"}, ["WHILE"]), ({"WHILE"}, ["IF"]),
+                                          (set(), ["WHILE", "IF"]), ({"Loop", "If"}, ["WHILE", "IF"])])
+def test_tflite_control_flow_unrolled_or_lost_fails(ops, missing):
+    from tf_parity_export.verify.structure import tflite_checks
+
+    check = tflite_checks(SPEC, SIGS, ops)[2]
+    assert (check.name, check.passed, check.detail) == ("tflite_control_flow", False, f"missing {missing}")
+
+
+@pytest.mark.parametrize("sig, which, detail", [
+    ({"inputs": ["x", "extra"], "outputs": ["y", "n"]}, 0, "expected ['x'], found ['extra', 'x']"),
+    ({"inputs": ["input_1"], "outputs": ["y", "n"]}, 0, "expected ['x'], found ['input_1']"),
+    ({"inputs": ["x"], "outputs": ["y"]}, 1, "expected ['n', 'y'], found ['y']"),
+    ({"inputs": ["x"], "outputs": ["output_0", "output_1"]}, 1, "expected ['n', 'y'], found ['output_0', 'output_1']"),
+])
+def test_tflite_signature_names_other_than_the_specs_fail(sig, which, detail):
+    from tf_parity_export.verify.structure import tflite_checks
+
+    checks = tflite_checks(SPEC, {"serving_default": sig, "other": SIGS["serving_default"]}, OPS)
+    assert [c.passed for c in checks] == [which != 0, which != 1, True]
+    assert checks[which].detail == detail
+
+
+def test_a_tflite_model_without_the_serving_signature_fails_naming_what_it_has():
+    from tf_parity_export.verify.structure import tflite_checks
+
+    assert [c.to_json() for c in tflite_checks(SPEC, {"b": {}, "a": {}}, OPS)] == [
+        {"check": "tflite_signature", "passed": False, "detail": "no 'serving_default' signature (has ['a', 'b'])"}]
+
+
+def test_tflite_checks_on_the_committed_fancy_mlp_read_by_litert():
+    """The real file through the real reader: what the runtime feeds tflite_checks (no TensorFlow needed)."""
+    from pathlib import Path
+
+    from tf_parity_export.models import get_spec
+    from tf_parity_export.verify.structure import tflite_checks
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is an optional extra")
+    # the repository's artifacts/ (also from tools/mutation.py's staged copy of the tests, deeper in build/)
+    root = next(p for p in Path(__file__).resolve().parents if (p / "artifacts" / "manifest.json").is_file())
+    path = root / "artifacts" / "fancy_mlp" / layout.TFLITE
+    interpreter = litert.Interpreter(model_path=str(path))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    spec = get_spec("fancy_mlp")
+    assert [c.passed for c in tflite_checks(spec, interpreter.get_signature_list(), ops)] == [True] * 3
+    assert not tflite_checks(spec, interpreter.get_signature_list(), ops - {"WHILE"})[2].passed

@@ -17,8 +17,12 @@ FEED = {"a": np.array([[1, 2]], np.float32), "b": np.array([[3, 4, 5]], np.float
 OUT = {"y": np.array([[0.5, -1]], np.float32), "z": np.array([[7]], np.float32)}
 
 
-def _card(*sets):
-    return {"test_data": [{"set": s, "case": f"case{i}", "kind": "coverage", "path": {"branch": "kept"} if i else None}
+def _card(folder, *sets):
+    """A card naming `sets` and listing (hashing) every file now in `folder`, as the exporter writes it."""
+    from tf_parity_export.verify import layout
+
+    return {"files": layout.hash_tree(folder),
+            "test_data": [{"set": s, "case": f"case{i}", "kind": "coverage", "path": {"branch": "kept"} if i else None}
                           for i, s in enumerate(sets)]}
 
 
@@ -29,7 +33,7 @@ def test_sets_round_trip_in_the_onnx_layout(tmp_path):
     assert files == [f"test_data_set_{i}/{kind}_{j}.pb" for i in (0, 1) for kind in ("input", "output") for j in (0, 1)]
     tensor = onnx.TensorProto.FromString((tmp_path / "test_data_set_0" / "input_1.pb").read_bytes())
     assert tensor.name == "b" and np.array_equal(numpy_helper.to_array(tensor), FEED["b"])
-    first, second = read_sets(tmp_path, SPEC, _card("test_data_set_0", "test_data_set_1"))
+    first, second = read_sets(tmp_path, SPEC, _card(tmp_path, "test_data_set_0", "test_data_set_1"))
     assert (first.case.name, first.case.kind, first.path) == ("case0", "coverage", None)
     assert second.path == {"branch": "kept"}
     assert {k: v.tolist() for k, v in first.case.feed.items()} == {k: v.tolist() for k, v in FEED.items()}
@@ -49,21 +53,33 @@ def test_a_tensor_under_the_wrong_name_is_refused(tmp_path, rel, name, want):
     path = tmp_path / "test_data_set_0" / rel
     path.write_bytes(numpy_helper.from_array(np.zeros((1, 2), np.float32), name).SerializeToString())
     with pytest.raises(ArtifactError) as info:
-        read_sets(tmp_path, SPEC, _card("test_data_set_0"))
+        read_sets(tmp_path, SPEC, _card(tmp_path, "test_data_set_0"))
     assert str(info.value) == f"toy: test_data_set_0/{rel} holds {name!r}, expected {want!r}"
 
 
 @pytest.mark.parametrize("damage, why", [("garbage", "DecodeError"), ("missing", "FileNotFoundError")])
 def test_unreadable_test_data_is_one_line(tmp_path, damage, why):
     write_set(tmp_path, 0, SPEC, FEED, OUT)
+    card = _card(tmp_path, "test_data_set_0")
     path = tmp_path / "test_data_set_0" / "output_0.pb"
     if damage == "missing":
         path.unlink()
     else:
         path.write_bytes(b"\xff\xff\xff garbage")
     with pytest.raises(ArtifactError) as info:
-        read_sets(tmp_path, SPEC, _card("test_data_set_0"))
+        read_sets(tmp_path, SPEC, card)
     assert str(info.value) == f"toy: test_data_set_0/output_0.pb is unreadable ({why})"
+
+
+@pytest.mark.parametrize("rel", ["input_1.pb", "output_0.pb"])
+def test_test_data_the_card_does_not_hash_is_never_read(tmp_path, rel):
+    write_set(tmp_path, 0, SPEC, FEED, OUT)
+    card = _card(tmp_path, "test_data_set_0")
+    del card["files"][f"test_data_set_0/{rel}"]
+    with pytest.raises(ArtifactError) as info:
+        read_sets(tmp_path, SPEC, card)
+    assert str(info.value) == (f"toy: card.json names test data 'test_data_set_0/{rel}' but does not list (hash) it; "
+                               "re-export with `export-models toy`")
 
 
 def test_writing_into_an_existing_set_is_refused(tmp_path):

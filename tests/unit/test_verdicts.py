@@ -49,6 +49,7 @@ def _folder(tmp_path, model=None, paths=(None, None), expected=None):
     (folder / layout.SAVED_MODEL).mkdir(parents=True)
     (folder / layout.SAVED_MODEL / "saved_model.pb").write_bytes(b"stand-in")
     (folder / layout.WEIGHTS).write_bytes(b"stand-in")
+    (folder / layout.TFLITE).write_bytes(b"stand-in")
     onnx.save(model or _onnx(), str(folder / layout.ONNX))
     entries = []
     for i, feed in enumerate(FEEDS):
@@ -56,8 +57,15 @@ def _folder(tmp_path, model=None, paths=(None, None), expected=None):
         entries.append({"set": write_set(folder, i, SPEC, {"x": feed}, {"y": want}), "case": f"case{i}",
                         "kind": "random", "path": paths[i]})
     card = {"schema": layout.SCHEMA_VERSION, "files": layout.hash_tree(folder), "test_data": entries}
-    (folder / layout.CARD).write_text(json.dumps(card))
+    _sign(folder, card)
     return folder
+
+
+def _sign(folder, card):
+    """Write the card and record it in manifest.json, as an export does."""
+    layout.write_json(folder / layout.CARD, card)
+    entry = {"card_sha256": layout.sha256(folder / layout.CARD), "onnx_sha256": layout.sha256(folder / layout.ONNX)}
+    layout.write_json(folder.parent / layout.INDEX, {"models": {folder.name: entry}})
 
 
 def _verify(folder, runtimes=("ort_cpu", "onnx_reference"), **kw):
@@ -97,7 +105,7 @@ def test_an_exception_without_a_message_is_still_named(tmp_path):
         def infer(self, feed):
             raise KeyError()  # str() of this is "" : the reason must still say what happened
 
-    result = verifier._run_case(SPEC, Silent(), verifier.Case("c", "random", {"x": FEEDS[0]}), {}, False)
+    result = verifier._run_case(SPEC, Silent(), verifier.Case("c", "random", {"x": FEEDS[0]}), {}, None, 1e-5)
     assert (result.status, result.reason) == ("error", "KeyError: ")
 
 
@@ -202,7 +210,7 @@ def test_stored_test_data_that_is_not_a_valid_feed_is_an_error(tmp_path):
     (folder / "test_data_set_0" / "input_0.pb").write_bytes(numpy_helper.from_array(bad, "x").SerializeToString())
     card = json.loads((folder / layout.CARD).read_text())
     card["files"] = layout.hash_tree(folder)
-    (folder / layout.CARD).write_text(json.dumps(card))
+    _sign(folder, card)
     assert _verify(folder).failures() == ["toy: case case0: 'x' contains NaN; inputs must be finite"]
 
 
@@ -215,11 +223,20 @@ def test_each_failure_kind_is_listed_in_order():
 
     rep.checks = [Check("ok", True, ""), Check("bad", False, "why")]
     assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
-                                   "m/a: case c2: E: x", "m: no input covers 'loop ran once' (coverage)"]
+                                   "m/a: case c2: E: x",
+                                   "m: no input covers 'loop ran once' (coverage; --allow-uncovered to accept)"]
     data = rep.to_json({"c"})
     assert data["passed"] is False and data["checks"][1] == {"check": "bad", "passed": False, "detail": "why"}
     assert data["results"][1] == {"runtime": "a", "case": "c2", "status": "error", "reason": "E: x", "outputs": []}
-    assert set(data) == {"model", "passed", "error", "reference", "runtimes", "cases", "coverage", "checks", "results"}
+    assert set(data) == {"model", "passed", "error", "reference", "runtimes", "precision", "cases", "coverage",
+                         "allow_uncovered", "graph_coverage", "checks", "results"}
+    assert data["graph_coverage"] == {"nodes": [], "cases": {}} and data["allow_uncovered"] is False
+    rep.allow_uncovered = True  # missing coverage is reported, not failed; every other finding still fails
+    assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
+                                   "m/a: case c2: E: x"]
+    assert rep.to_json({"c"})["allow_uncovered"] is True
+    rep.results, rep.checks, rep.runtimes = [], [], {}
+    assert rep.failures() == [] and rep.to_json()["passed"] is True
 
 
 def test_report_json_is_strict_and_agrees_with_its_truth():
@@ -254,7 +271,7 @@ def test_coverage_counts_recorded_paths_but_never_boundary_cases(tmp_path):
     rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
     assert rep.coverage == {"loop ran 0 times": ["case0"], "loop ran once": [], "loop ran 10+ times": [],
                             "branch scaled": ["case0"], "branch kept": []}
-    assert rep.failures() == [f"toy: no input covers '{need}' (coverage)"
+    assert rep.failures() == [f"toy: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                               for need in ("loop ran once", "loop ran 10+ times", "branch kept")]
 
 
@@ -269,3 +286,270 @@ def test_each_loop_requirement_is_met_only_by_its_count(tmp_path, iterations, hi
     paths = ({"iterations": iterations, "branch": "kept", "margin": 0.3}, None)
     rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
     assert {need for need, names in rep.coverage.items() if names and need.startswith("loop")} == hits
+
+
+# --- reduced-precision runtimes: measured, not failed, unless required --------------------------
+
+def _declare_reduced(monkeypatch, name="ort_cpu_noopt", numeric="tf32"):
+    """Declare a real runtime reduced-precision, as ort_cuda_tf32 is (no GPU here): the verdict rule is what is tested."""
+    from tf_parity_export.verify import runtimes
+
+    monkeypatch.setitem(runtimes.MODES, name, numeric)
+
+
+def test_modes_are_declared_for_the_reduced_runtimes_only():
+    from tf_parity_export.verify.runtimes import EXACT, MODES, REDUCED, RUNTIMES, mode
+
+    assert EXACT == "fp32" and mode("ort_cpu") == "fp32" and mode("no_such_runtime") == "fp32"
+    assert MODES == {"ort_cuda_tf32": "tf32", "ort_tensorrt_fp16": "fp16", "openvino_default": "auto"}
+    assert all(mode(n) == m and m in REDUCED for n, m in MODES.items()) and set(MODES) <= set(RUNTIMES)
+
+
+def test_a_reduced_runtime_outside_the_tolerance_is_measured_not_failed(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch)
+    wrong = FEEDS[1].clip(0) * 2
+    wrong[1, 2] += 0.5
+    folder = _folder(tmp_path, expected={1: wrong})
+    rep = _verify(folder, runtimes=("ort_cpu_noopt", "ort_cpu"))
+    assert [(r.runtime, r.status) for r in rep.results] == [
+        ("ort_cpu_noopt", "passed"), ("ort_cpu_noopt", "measured"), ("ort_cpu", "passed"), ("ort_cpu", "failed")]
+    assert rep.failures() == ["toy/ort_cpu: case case1: output 'y' max abs error 0.5, max rel 0.2 at [1, 2] "
+                              "exceeds atol=1e-05 and rtol=1e-05 (1 of 8 elements out of tolerance)"]
+    p = rep.precision["ort_cpu_noopt"]
+    assert p == {"mode": "tf32", "exact": False, "computes_in": "tf32", "atol": 1e-5, "rtol": 1e-5,
+                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.2, "worst_case": "case1", "worst_output": "y",
+                 "worst_index": [1, 2], "tightest_atol": 0.5, "tightest_rtol": 0.2}
+    assert rep.precision["ort_cpu"]["exact"] is True and rep.precision["ort_cpu"]["mode"] == "fp32"
+    assert rep.to_json()["precision"] == rep.precision
+
+
+def test_a_required_reduced_runtime_fails_at_its_own_atol_or_the_models(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch)
+    wrong = FEEDS[1].clip(0) * 2
+    wrong[1, 2] += 0.5
+    folder = _folder(tmp_path, expected={1: wrong})
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": None})
+    assert [r.status for r in rep.results] == ["passed", "failed"] and len(rep.failures()) == 1
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.4})
+    assert [r.status for r in rep.results] == ["passed", "failed"]
+    assert rep.failures()[0].endswith("exceeds atol=0.4 and rtol=1e-05 (1 of 8 elements out of tolerance)")
+    assert rep.precision["ort_cpu_noopt"]["atol"] == 0.4
+    rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.5})
+    assert [r.status for r in rep.results] == ["passed", "passed"] and rep.failures() == []
+    assert rep.precision["ort_cpu_noopt"]["within_tolerance"] is True
+    exact = _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": 0.5})  # an exact runtime's atol, too
+    assert [r.status for r in exact.results] == ["passed", "passed"]
+
+
+def test_a_reduced_runtime_that_errors_is_still_a_failure(tmp_path, monkeypatch):
+    _declare_reduced(monkeypatch, "ort_cpu")
+    rep = _verify(_folder(tmp_path, _onnx(reshape_to=[3, -1])), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["error", "error"] and len(rep.failures()) == 2
+    assert rep.precision["ort_cpu"]["max_abs"] is None and rep.precision["ort_cpu"]["within_tolerance"] is False
+
+
+def _result(case, status, ref, got, atol=1e-5, rtol=1e-5):
+    from tf_parity_export.verify.compare import compare_output
+
+    return CaseResult("rt", case, status, [compare_output("y", np.asarray(ref, np.float32), np.asarray(got, np.float32),
+                                                          atol, rtol)])
+
+
+def test_precision_summary_reports_the_worst_counted_error_and_the_tightest_tolerances():
+    from tf_parity_export.verify.verifier import precision_summary
+
+    results = [_result("b", "passed", [1, 2], [1, 2.25]), _result("a", "measured", [4, 8], [4.5, 8]),
+               _result("c", "boundary", [1, 1], [9, 1]), _result("d", "loop_cap", [1, 1], [1, 9])]
+    p = precision_summary("ort_cpu", "", results, 1e-5, 2e-5)
+    assert p == {"mode": "fp32", "exact": True, "computes_in": "fp32", "atol": 1e-5, "rtol": 2e-5,
+                 "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.125, "worst_case": "a", "worst_output": "y",
+                 "worst_index": [0], "tightest_atol": 0.5, "tightest_rtol": 0.125}
+    within = precision_summary("ort_cuda_tf32", "bf16", results[:1] + results[2:], 1e-5, 2e-5)
+    assert within["within_tolerance"] is True and within["computes_in"] == "bf16" and within["max_abs"] == 0.25
+    assert precision_summary("openvino_default", "", [], 1e-5, 1e-5)["computes_in"] == "unknown"
+    assert precision_summary("ort_tensorrt_fp16", "", [], 1e-5, 1e-5)["computes_in"] == "fp16"
+
+
+@pytest.mark.parametrize("results", [
+    [], [CaseResult("rt", "a", "error", reason="E: x")],
+    "error_and_pass", "nan", "zero_reference", "only_apart",
+])
+def test_precision_summary_gives_none_where_nothing_could_be_compared(results):
+    from tf_parity_export.verify.verifier import precision_summary
+
+    if results == "error_and_pass":
+        results = [_result("a", "passed", [1], [1.5]), CaseResult("rt", "b", "error", reason="E: x")]
+    elif results == "nan":
+        results = [_result("a", "passed", [1], [1.5]), _result("b", "failed", [1], [np.nan])]
+    elif results == "only_apart":
+        results = [_result("a", "boundary", [1], [1.5])]
+    elif results == "zero_reference":  # the largest relative error is infinite: no rtol alone would do
+        p = precision_summary("rt", "", [_result("a", "failed", [0, 1], [0.5, 1])], 1e-5, 1e-5)
+        assert p["max_abs"] == p["tightest_atol"] == 0.5 and p["max_rel"] == p["tightest_rtol"] == float("inf")
+        return
+    p = precision_summary("rt", "", results, 1e-5, 1e-5)
+    assert [p[k] for k in ("max_abs", "max_rel", "worst_case", "worst_output", "worst_index", "tightest_atol",
+                           "tightest_rtol")] == [None] * 7
+
+
+# --- cases reported apart: boundary and loop cap ---------------------------------------------------
+
+def test_a_capped_loop_is_reported_apart_and_all_apart_is_a_failure(tmp_path):
+    from tf_parity_export.verify.verifier import APART
+
+    assert APART == {"boundary": "boundary", "capped": "loop_cap"}
+    wrong = FEEDS[0].clip(0) * 2 + 1
+    paths = ({"iterations": 64, "branch": "kept", "capped": True, "margin": 1e-9}, {"iterations": 1, "margin": 0.5})
+    rep = _verify(_folder(tmp_path, paths=paths, expected={0: wrong}), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["capped", "random"]  # capped wins over a boundary margin
+    assert [r.status for r in rep.results] == ["loop_cap", "passed"] and rep.failures() == []
+    paths = ({"iterations": 64, "capped": True}, {"iterations": 0, "margin": 1e-7})
+    rep = _verify(_folder(tmp_path / "all", paths=paths), runtimes=("ort_cpu",))
+    assert [r.status for r in rep.results] == ["loop_cap", "boundary"]
+    assert rep.failures() == ["toy: no case was compared: all 2 are boundary or loop_cap cases, reported but not "
+                              "counted; give inputs away from the thresholds"]
+    assert _verify(_folder(tmp_path / "none", paths=paths), runtimes=()).failures() == []  # nothing ran: nothing to say
+
+
+def test_a_capped_flag_that_is_false_or_a_missing_margin_counts_normally(tmp_path):
+    paths = ({"iterations": 3, "capped": False, "margin": 0.5}, {"iterations": 1, "margin": None})
+    rep = _verify(_folder(tmp_path, paths=paths), runtimes=("ort_cpu",))
+    assert [c["kind"] for c in rep.cases] == ["random", "random"] and rep.failures() == []
+
+
+# --- large batches in chunks; sums over the batch -------------------------------------------------
+
+class _Recording:
+    """A real onnxruntime session that records the batch of every call."""
+
+    def __init__(self, folder, spec=SPEC):
+        from tf_parity_export.verify.runtimes import RUNTIMES, Subject
+
+        self.inner = RUNTIMES["ort_cpu"](Subject(spec, folder, None))
+        self.batches = []
+
+    def infer(self, feed):
+        self.batches.append(next(iter(feed.values())).shape[0])
+        return self.inner.infer(feed)
+
+
+def test_a_row_wise_model_runs_a_large_batch_in_chunks_with_the_same_result(tmp_path, monkeypatch):
+    from tf_parity_export.verify import verifier
+
+    runtime = _Recording(_folder(tmp_path))
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    monkeypatch.setattr(verifier, "CHUNK_ROWS", 4)
+    y = verifier.infer(SPEC, runtime, {"x": x})
+    assert runtime.batches == [4, 4, 2] and np.array_equal(y["y"], np.maximum(x, 0) * 2)
+    runtime.batches.clear()
+    verifier.infer(SPEC, runtime, {"x": x[:4]})
+    assert runtime.batches == [4]
+    from dataclasses import replace
+
+    summed = replace(SPEC, outputs=(TensorSig("y", (None, 4), sums_per_row=0), TensorSig("t", ())))
+    runtime.batches.clear()
+    verifier.infer(summed, runtime, {"x": x})  # an output without the batch dimension: never split
+    assert runtime.batches == [10]
+    assert verifier.CHUNK_ROWS == 4 and 1 << 16 == 65536
+
+
+def test_terms_count_the_batch_times_the_terms_per_row_of_a_summed_output():
+    from tf_parity_export.verify.verifier import _terms
+
+    spec = ModelSpec(name="s", builder="none:none", summary="", inputs=(TensorSig("x", (None, 4)),),
+                     outputs=(TensorSig("y", (None, 4)), TensorSig("total", (), sums_per_row=20)))
+    feed = {"x": np.zeros((7, 4), np.float32)}
+    assert _terms(spec, "total", feed) == 140 and _terms(spec, "y", feed) == 1 and _terms(spec, "none", feed) == 1
+
+
+def test_a_summed_output_is_compared_with_its_grown_tolerance(tmp_path):
+    from dataclasses import replace
+
+    from tf_parity_export.verify.compare import summed_rtol
+
+    spec = replace(SPEC, outputs=(TensorSig("y", (None, 4), sums_per_row=4),))
+    folder = _folder(tmp_path)
+    rep = verify_model(spec, folder, ["ort_cpu"], with_tf=False)
+    assert [[(o.terms, o.rtol) for o in r.outputs] for r in rep.results] == [
+        [(4, summed_rtol(1e-5, 4))], [(8, summed_rtol(1e-5, 8))]]
+
+
+def test_a_scope_given_is_used_and_left_open(tmp_path):
+    from tf_parity_export.verify.runtimes import RunScope
+
+    class Service:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    with RunScope() as scope:
+        service = scope.shared("browser", Service)
+        rep = _verify(_folder(tmp_path), runtimes=("ort_cpu",), scope=scope)
+        assert rep.failures() == [] and len(rep.results) == 2
+        assert not service.closed and scope.shared("browser", Service) is service  # the caller closes it
+    assert service.closed
+
+
+class _UnloadableWeights:
+    """Stands in for the Keras model the exporter already built (verify_models' `models`): its weights fail to load."""
+
+    def load_weights(self, path):
+        raise OSError("truncated HDF5 file")
+
+
+def test_with_tensorflow_the_weights_are_loaded_into_the_prebuilt_model(tmp_path):
+    from tf_parity_export.verify.runtimes import REFERENCE
+
+    rep = verify_model(SPEC, _folder(tmp_path), ["ort_cpu"], prebuilt=_UnloadableWeights())
+    assert rep.reference == REFERENCE
+    assert rep.error == "toy: model.weights.h5 cannot be loaded (truncated HDF5 file)" and rep.results == []
+
+
+def test_a_probes_recorded_path_is_the_cases_path(tmp_path):
+    from dataclasses import replace
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    paths = ({"iterations": 0, "branch": "scaled", "margin": 0.3}, None)
+    rep = verify_model(spec, _folder(tmp_path, paths=paths), ["ort_cpu"], with_tf=False)
+    assert rep.cases == [{"name": "case0", "kind": "random", "batch": 1,
+                          "path": {"iterations": 0, "branch": "scaled", "margin": 0.3, "source": "recorded at export"}},
+                         {"name": "case1", "kind": "random", "batch": 2}]
+
+
+def test_a_runtimes_own_structure_checks_and_device_precision_reach_the_report(tmp_path, monkeypatch):
+    """As LiteRT reports tflite_checks and OpenVINO the precision its device picked: here onnxruntime's real
+    session, loaded with a failed check and a device precision attached (the plumbing is what is tested)."""
+    from tf_parity_export.verify import runtimes
+    from tf_parity_export.verify.runtimes.base import FnRuntime
+    from tf_parity_export.verify.structure import Check
+
+    def load(subject):
+        session = runtimes.RUNTIMES["ort_cpu"](subject)
+        return FnRuntime("openvino_default", session.infer, [Check("tflite_inputs", False, "expected ['x'], found []")],
+                         "bf16")
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "openvino_default", load)
+    rep = _verify(_folder(tmp_path), runtimes=("openvino_default",))
+    assert [c.name for c in rep.checks][-1] == "tflite_inputs"
+    assert rep.failures() == ["toy: structure check tflite_inputs failed: expected ['x'], found []"]
+    assert rep.precision["openvino_default"]["computes_in"] == "bf16" and rep.precision["openvino_default"]["mode"] == "auto"
+    assert [r.status for r in rep.results] == ["passed", "passed"]
+
+
+def test_a_runtime_object_without_checks_or_precision_is_reported_as_its_mode(tmp_path, monkeypatch):
+    """ort_node and ort_web return their own runtime objects (no `checks`, no `precision`): neither is required."""
+    from tf_parity_export.verify import runtimes
+
+    class Plain:
+        def __init__(self, subject):
+            self.name, self.session = "ort_node", runtimes.RUNTIMES["ort_cpu"](subject)
+
+        def infer(self, feed):
+            return self.session.infer(feed)
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "ort_node", Plain)
+    rep = _verify(_folder(tmp_path), runtimes=("ort_node",))
+    assert rep.failures() == [] and [c.name for c in rep.checks] == [
+        "onnx_inputs", "onnx_outputs", "onnx_control_flow", "onnx_checker"]
+    assert rep.precision["ort_node"]["computes_in"] == "fp32"
