@@ -69,7 +69,7 @@ def export_speed(artifacts: Path, rounds: int, raw: Path) -> dict:
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            jobs = [("ours", lambda: run([sys.executable, "-c", "from tf_parity_export.export.cli import main; main()",
+            jobs = [("ours", lambda: run([sys.executable, "-c", "from tf_parity_export.export.cli import entry; entry()",
                                           "--all", "--out", f"{tmp}/artifacts"])),
                     ("tf2onnx", lambda: convert_with_cli(artifacts, raw))]
             for name, job in (jobs if r % 2 == 0 else jobs[::-1]):

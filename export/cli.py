@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
-from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, user_errors
+from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, run_and_exit, user_errors
 
 
 DEFAULT_OPSET = 17  # export/onnx_model.py's; repeated here so that --help does not import tf2onnx
@@ -127,3 +127,8 @@ def list_models() -> None:
         click.echo(f"{name:16} {spec.summary}{source}")
     if errors:
         raise UserError("\n".join(line for _, line in errors))
+
+
+def entry() -> None:
+    """`export-models`."""
+    run_and_exit(main)

@@ -25,7 +25,7 @@ from tf_parity_export.verify import layout, verify_models
 from unit.lockwatch import wait_until_blocked
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import main; main()"]
+EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import entry; entry()"]
 
 
 def tree(folder: Path) -> dict[str, str]:

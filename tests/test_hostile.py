@@ -26,7 +26,7 @@ from tf_parity_export.verify.cli import main as verify_main
 from tf_parity_export.verify.compare import compare_output, summed_rtol
 from tf_parity_export.verify.inputs import MAX_INPUT_BYTES
 
-VERIFY = [sys.executable, "-c", "from tf_parity_export.verify.cli import main; main()"]
+VERIFY = [sys.executable, "-c", "from tf_parity_export.verify.cli import entry; entry()"]
 
 
 def verify(*args: str) -> tuple[int, str]:

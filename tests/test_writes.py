@@ -23,8 +23,8 @@ import pytest
 
 from tf_parity_export.export import atomic
 
-EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import main; main()"]
-VERIFY = [sys.executable, "-c", "from tf_parity_export.verify.cli import main; main()"]
+EXPORT = [sys.executable, "-c", "from tf_parity_export.export.cli import entry; entry()"]
+VERIFY = [sys.executable, "-c", "from tf_parity_export.verify.cli import entry; entry()"]
 
 
 def run(cmd: list[str], limit: int | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
