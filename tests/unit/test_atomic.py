@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def test_exchange_swaps_two_folders(tmp_path):
 def test_exchange_of_a_missing_path_is_an_oserror_naming_it(tmp_path):
     if not _exchange_supported(tmp_path):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not supported on this filesystem")
+    import ctypes
+
     b = _folder(tmp_path / "b", "old")
+    ctypes.set_errno(0)  # ctypes' own copy of errno: read as the error only without use_errno=True
     with pytest.raises(OSError) as info:
         atomic.exchange(tmp_path / "absent", b)
     assert info.value.errno == errno.ENOENT and info.value.filename == str(b)
@@ -147,7 +151,8 @@ def test_first_swap_is_a_rename(tmp_path, monkeypatch):
 def test_claim_records_the_path_in_the_lock_it_is_under(tmp_path):
     out = tmp_path / "artifacts"
     before = atomic.claim(tmp_path, "x")  # no lock held: a fresh name, recorded nowhere
-    assert before.parent == tmp_path and before.name.startswith(f".x.tmp-{os.getpid()}-") and not before.exists()
+    assert before.parent == tmp_path and re.fullmatch(rf"\.x\.tmp-{os.getpid()}-[0-9a-f]{{8}}", before.name)
+    assert not before.exists()
     with atomic.exclusive(out):
         a = atomic.claim(out, "mlp")
         b = atomic.claim(out / "mlp_tf", "version")
@@ -212,3 +217,76 @@ def test_unwritable_artifacts_folder_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"file/out: cannot write the artifacts folder here \(Not a directory\)$"):
         with atomic.exclusive(blocker / "out"):
             pass
+
+
+def test_claim_records_in_the_innermost_lock_held(tmp_path):
+    out = tmp_path / "artifacts"
+    with atomic.exclusive(out), atomic.exclusive(out / "mlp"):
+        inner = atomic.claim(out / "mlp", "version")
+        outer = atomic.claim(out, "mlp")
+        assert (out / "mlp" / atomic.LOCK).read_text() == f"{inner.name}\n"
+        assert (out / atomic.LOCK).read_text() == f"{outer.name}\n"
+
+
+def test_fallback_records_the_old_folder_under_its_own_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
+    out = tmp_path / "artifacts"
+    with atomic.exclusive(out):
+        new, dest = _folder(out / ".m.tmp-1", "new"), _folder(out / "m", "old")
+        atomic.swap_in(new, dest)
+        [old] = (out / atomic.LOCK).read_text().splitlines()
+        assert re.fullmatch(rf"\.m\.old\.tmp-{os.getpid()}-[0-9a-f]{{8}}", old)
+        assert (dest / "f").read_text() == "new" and sorted(p.name for p in out.iterdir()) == [".export.lock", "m"]
+
+
+def test_sweep_removes_recorded_files_and_links_not_what_a_link_points_to(tmp_path):
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    elsewhere = _folder(tmp_path / "elsewhere", "keep")
+    (out / ".w.h5.tmp-1").write_text("half")
+    (out / ".link.tmp-2").symlink_to(elsewhere, target_is_directory=True)
+    (out / ".file-link.tmp-3").symlink_to(elsewhere / "f")
+    (out / atomic.LOCK).write_text(".w.h5.tmp-1\n.link.tmp-2\n.file-link.tmp-3\n")
+    with atomic.exclusive(out):
+        assert [p.name for p in out.iterdir()] == [".export.lock"]
+    assert (elsewhere / "f").read_text() == "keep"
+
+
+def test_sweep_skips_every_line_claim_cannot_have_written_and_goes_on(tmp_path):
+    out = tmp_path / "artifacts"
+    (out / "mlp").mkdir(parents=True)
+    for name in (".keep", "notes.tmp-1", ".abs.tmp-1", ".dotdot.tmp-1", ".mlp.tmp-9"):
+        (out / name).write_text("x")
+    (out / atomic.LOCK).write_text(
+        "mlp\n"  # a model folder, first: skipped, and the lines after it are still read
+        ".keep\n"  # a dot file, but not a temporary
+        "notes.tmp-1\n"  # a temporary's mark, but no leading dot
+        f"{(out / '.abs.tmp-1').resolve()}\n"  # absolute, even inside the folder
+        "mlp/../.dotdot.tmp-1\n"  # "..", even back inside the folder
+        "\n"
+        ".mlp.tmp-9\n")  # the one line claim could have written
+    with atomic.exclusive(out):
+        assert sorted(p.name for p in out.iterdir()) == [".abs.tmp-1", ".dotdot.tmp-1", ".export.lock", ".keep",
+                                                         "mlp", "notes.tmp-1"]
+        assert (out / atomic.LOCK).read_text() == ""
+
+
+def test_sweep_goes_on_past_a_tree_it_cannot_remove(tmp_path, monkeypatch):
+    """A removal that fails (here: one file the OS refuses to unlink, as for a non-owner) is left behind."""
+    out = tmp_path / "artifacts"
+    (out / ".a.tmp-1").mkdir(parents=True)
+    (out / ".a.tmp-1" / "stuck").write_text("x")
+    (out / ".b.tmp-2").mkdir()
+    (out / atomic.LOCK).write_text(".a.tmp-1\n.b.tmp-2\n")
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if os.fsdecode(path).endswith("stuck"):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), os.fsdecode(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with atomic.exclusive(out):
+        assert sorted(p.name for p in out.iterdir()) == [".a.tmp-1", ".export.lock"]
+        assert [p.name for p in (out / ".a.tmp-1").iterdir()] == ["stuck"]
+        assert (out / atomic.LOCK).read_text() == ""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -519,7 +523,7 @@ def test_write_text_writes_a_named_temporary_beside_the_target_and_cleans_up_aft
 
     monkeypatch.setattr(layout.os, "replace", replace)
     layout.write_text(path, "x")
-    assert seen[0].startswith(".report.json.tmp-")
+    assert re.fullmatch(rf"\.report\.json\.tmp-{os.getpid()}-[0-9a-f]{{8}}", seen[0])
 
     def swept(src, dst):  # another export's lock swept the temporary away before the rename
         os.unlink(src)
@@ -530,3 +534,111 @@ def test_write_text_writes_a_named_temporary_beside_the_target_and_cleans_up_aft
         layout.write_text(path, "y")
     assert str(info.value) == f"{path}: cannot write here (No such file or directory)"
     assert path.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+# --- room for a file (HDF5 crashes on EFBIG instead of raising) -----------------------------------
+
+def _fsize_soft_limit(soft: int):
+    """Lower this process's own `ulimit -f` (a real setrlimit) for a `with` block, then restore it."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def lowered():
+        before = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, before[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+    return lowered()
+
+
+def test_check_room_refuses_what_the_file_size_limit_would_cut(tmp_path):
+    with _fsize_soft_limit(4096):
+        layout.check_room(tmp_path, 4096, "w.h5")  # exactly the limit fits
+        with pytest.raises(UserError) as info:
+            layout.check_room(tmp_path, 4097, "out/toy/w.h5")
+    assert str(info.value) == ("out/toy/w.h5: needs up to 4097 bytes, over this process's file-size limit of 4096 "
+                               "bytes (ulimit -f)")
+
+
+def test_check_room_without_a_file_size_limit_checks_only_the_disk(tmp_path):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard != resource.RLIM_INFINITY:
+        pytest.skip(f"this process's hard file-size limit is {hard} bytes, not unlimited")
+    with _fsize_soft_limit(resource.RLIM_INFINITY):
+        layout.check_room(tmp_path, 1, "w.h5")  # RLIM_INFINITY is -1 here: never read as a tiny limit
+        with pytest.raises(UserError, match=r"^w\.h5: needs up to 1099511627776000 bytes, only \d+ are free on its disk$"):
+            layout.check_room(tmp_path, 2**50 * 1000 // 1024, "w.h5")
+
+
+def test_check_room_refuses_more_than_the_free_space_of_the_folders_disk(tmp_path, monkeypatch):
+    seen = []
+    real = os.statvfs
+
+    def statvfs(path):  # the real call, then a disk with 3 free blocks of 4096 bytes (12288 bytes)
+        seen.append(path)
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, 4096, st.f_blocks, st.f_bfree, 3, st.f_files, st.f_ffree, st.f_favail,
+                                  st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(layout.os, "statvfs", statvfs)
+    layout.check_room(tmp_path, 12288, "w.h5")  # exactly what is free fits
+    assert seen == [tmp_path]
+    with pytest.raises(UserError) as info:
+        layout.check_room(tmp_path, 12289, "out/toy/w.h5")
+    assert str(info.value) == "out/toy/w.h5: needs up to 12289 bytes, only 12288 are free on its disk"
+
+
+def test_check_room_of_a_folder_it_cannot_stat_leaves_the_write_to_report(tmp_path):
+    layout.check_room(tmp_path / "missing", 2**62, "w.h5")  # the write that follows gives the one-line error
+
+
+def test_write_json_and_write_text_write_through_the_temporary_given(tmp_path, monkeypatch):
+    path, temp = tmp_path / "report.json", tmp_path / ".report.json.tmp-recorded"
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(layout.os, "replace", lambda src, dst: seen.append(os.fspath(src)) or real_replace(src, dst))
+    layout.write_json(path, {"a": 1}, temp=temp)
+    layout.write_text(path, "plain", temp=str(temp))
+    assert seen == [str(temp), str(temp)]
+    assert path.read_text() == "plain" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_temporary_that_already_exists_is_neither_written_through_nor_removed(tmp_path):
+    path, temp = tmp_path / "report.json", tmp_path / ".report.json.tmp-recorded"
+    temp.write_text("someone else's")
+    for write in (lambda: layout.write_json(path, {}, temp=temp), lambda: layout.write_text(path, "x", temp=temp)):
+        with pytest.raises(UserError) as info:
+            write()
+        assert str(info.value) == f"{path}: cannot write here (File exists)"
+    assert temp.read_text() == "someone else's" and not path.exists()
+
+
+def test_write_json_refuses_a_non_finite_key_json_safe_cannot_spell_out(tmp_path):
+    path = tmp_path / "report.json"
+    with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
+        layout.write_json(path, {float("nan"): 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_writes_utf8_whatever_the_locale(tmp_path):
+    """A real process in the plain C locale, without UTF-8 mode: its default text encoding is ASCII."""
+    path = tmp_path / "report.json"
+    layout.write_text(tmp_path / "here.json", "caf\u00e9 \u2713")  # in this process too (mutmut maps tests by calls)
+    assert (tmp_path / "here.json").read_bytes() == "caf\u00e9 \u2713".encode()
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    staged = Path(layout.__file__).parents[2]
+    if (staged / "tf_parity_export").is_dir():  # a staged copy (mutation testing): the child imports that one
+        env["PYTHONPATH"] = os.fspath(staged)
+    code = ("import sys, locale; from tf_parity_export.verify import layout; "
+            "assert locale.getpreferredencoding(False).lower() in ('ansi_x3.4-1968', 'ascii'), locale.getpreferredencoding(False); "
+            "layout.write_text(sys.argv[1], 'caf\\u00e9 \\u2713')")
+    done = subprocess.run([sys.executable, "-c", code, os.fspath(path)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert path.read_bytes() == "caf\u00e9 \u2713".encode()
