@@ -29,11 +29,11 @@ assert set(MODES) <= set(RUNTIMES) and set(MODES.values()) <= set(REDUCED)
 
 
 # Runtimes whose costly service can start in the background before the first model needs it.
-WARM_UPS = {"ort_web": web.warm_up}
+WARM_UPS = {"ort_node": node.warm_up, "ort_web": web.warm_up}
 
 
 def warm_up(scope: RunScope, names: list[str]) -> None:
-    """Start the shared services of the named runtimes now (the browser takes a second to start)."""
+    """Start the shared services of the named runtimes now, in the background (the browser takes a second)."""
     for name in names:
         if name in WARM_UPS:
             WARM_UPS[name](scope)

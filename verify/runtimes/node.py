@@ -30,18 +30,25 @@ INSTALL = "cd node && ONNXRUNTIME_NODE_INSTALL=skip npm ci"
 
 
 class NodeServer:
-    """The node process, started on first use and stopped at exit."""
+    """The node process, started on first use (or early, by `warm_up`) and stopped at exit.
+
+    Starting returns at once; the first request waits for node's "ready" line,
+    so node and onnxruntime-node load while the caller does other work.
+    """
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(["node", str(NODE_DIR / "infer.mjs")], cwd=NODE_DIR, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        ready = self._read()
-        if "ready" not in ready:
-            self.close()
-            raise Unavailable(f"onnxruntime-node did not start: {ready.get('error', ready)}")
+        self.ready = False
         atexit.register(self.close)
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if not self.ready:
+            hello = self._read()
+            if "ready" not in hello:
+                self.close()
+                raise Unavailable(f"onnxruntime-node did not start: {hello.get('error', hello)}")
+            self.ready = True
         self.proc.stdin.write(json.dumps(payload) + "\n")
         self.proc.stdin.flush()
         return self._read()
@@ -94,11 +101,24 @@ class NodeRuntime:
                 for k, v in reply["outputs"].items()}
 
 
-def load(subject: Subject) -> NodeRuntime:
+def _check_installed() -> None:
     if shutil.which("node") is None:
         raise Unavailable("node is not on PATH")
     if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
         raise Unavailable(f"onnxruntime-node is not installed in {NODE_DIR} (run: {INSTALL})")
+
+
+def warm_up(scope: Any) -> None:
+    """Start node now, so that it is ready when the first model needs it (the process serves the whole run)."""
+    try:
+        _check_installed()
+    except Unavailable:
+        return  # each model reports it when it asks for the runtime
+    _get_server()
+
+
+def load(subject: Subject) -> NodeRuntime:
+    _check_installed()
     server = _get_server()
     model = (subject.folder / ONNX).resolve()
     reply = server.request({"model": str(model)})
