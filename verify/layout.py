@@ -166,6 +166,16 @@ def hash_tree(folder: Path) -> dict[str, str]:
     }
 
 
+def _read_artifact_json(path: Path, name: str, missing: str, fix: str) -> Any:
+    """`read_json(path)`, with a missing or unreadable file as one line naming the model and the fix."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: {path} is {missing}; {fix}") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
+
+
 def read_card(folder: Path, name: str) -> dict[str, Any]:
     """Read and validate `folder/card.json`: a current-schema card whose fields the
     verifier uses have the right types (paths are checked by `check_files`)."""
@@ -173,12 +183,7 @@ def read_card(folder: Path, name: str) -> dict[str, Any]:
     if not folder.is_dir():
         raise ArtifactError(f"{name}: no artifact folder at {folder}; run `export-models {name}`")
     fix = f"re-export with `export-models {name}`"
-    try:
-        card = read_json(path)
-    except FileNotFoundError:
-        raise ArtifactError(f"{name}: {path} is missing; {fix}") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
+    card = _read_artifact_json(path, name, "missing", fix)
     if not isinstance(card, dict) or card.get("schema") != SCHEMA_VERSION or not isinstance(card.get("files"), dict):
         raise ArtifactError(f"{name}: {path} is not a schema-{SCHEMA_VERSION} card; {fix}")
 
@@ -257,12 +262,7 @@ def check_manifest(root: Path, name: str) -> None:
     and re-signed afterwards is refused), and so is the ONNX file."""
     path = root / INDEX
     fix = f"re-export with `export-models {name}`"
-    try:
-        index = read_json(path)
-    except FileNotFoundError:
-        raise ArtifactError(f"{name}: {path} is missing, so card.json cannot be checked; {fix}") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
+    index = _read_artifact_json(path, name, "missing, so card.json cannot be checked", fix)
     models = index.get("models") if isinstance(index, dict) else None
     entry = models.get(name) if isinstance(models, dict) else None
     if not isinstance(entry, dict):
