@@ -18,6 +18,7 @@ import numpy as np
 from tf_parity_export.models import UserError, get_spec
 
 from . import layout
+from .render import text_table
 from .runtimes import REFERENCE, RUNTIMES, RunScope, Subject, Unavailable
 
 BATCHES = (1, 64)
@@ -114,6 +115,7 @@ def _bench_model(name: str, artifacts: Path, chosen: list[str], required: set[st
 
 def table(result: dict[str, Any]) -> str:
     """One line per model x runtime: latency at each batch size and the speed-up over TF eager."""
+
     batches = result["batches"]
     header = ["model", "runtime", *(f"b{b} ms" for b in batches), *(f"b{b} vs eager" for b in batches)]
     rows = []
@@ -125,9 +127,7 @@ def table(result: dict[str, Any]) -> str:
                 continue
             rows.append([model, runtime, *(f"{row[f'batch_{b}_ms']:.3f}" for b in batches),
                          *(f"{row[f'speedup_{b}']:.1f}x" for b in batches)])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(header, rows)
     verdict = ["FAILED: " + line for line in result.get("failures", [])]
     return "\n".join([*lines, f"machine: {result['machine']}; medians of {result['rounds']} interleaved rounds",
                       *verdict])

@@ -43,9 +43,10 @@ def table(report: Report, tolerances: bool = False) -> str:
     Runtimes unavailable for every model get no column, only a note saying why.
     With `tolerances`, a second table gives each runtime's tightest passing tolerance.
     """
-    runtimes = [rt for rt in dict.fromkeys(rt for m in report.models for rt in m.runtimes)
+    every = list(dict.fromkeys(rt for m in report.models for rt in m.runtimes))
+    runtimes = [rt for rt in every
                 if any(not m.runtimes.get(rt, "unavailable").startswith("unavailable") for m in report.models)]
-    unavailable = [rt for rt in dict.fromkeys(rt for m in report.models for rt in m.runtimes) if rt not in runtimes]
+    unavailable = [rt for rt in every if rt not in runtimes]
     header = ["model", "cases", *runtimes]
     rows = []
     for m in report.models:
@@ -53,9 +54,7 @@ def table(report: Report, tolerances: bool = False) -> str:
             rows.append([m.model, "-", *(["ERROR"] * len(runtimes))])
         else:
             rows.append([m.model, str(len(m.cases)), *(_cell(m, rt) for rt in runtimes)])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(header, rows)
     notes = []
     for rt in [*runtimes, *unavailable]:
         reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
@@ -86,6 +85,14 @@ def table(report: Report, tolerances: bool = False) -> str:
     return "\n".join([*lines, "", cells, *notes, *extra, verdict])
 
 
+def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart, a dashed line under the header."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def _reduced_notes(report: Report) -> list[str]:
     """One line per reduced-precision runtime that ran: what it computes in and its worst error."""
     notes = []
@@ -109,15 +116,15 @@ def tolerance_table(report: Report) -> str:
     """Per model and runtime that ran: its mode, and the tightest atol (whatever the rtol) and
     rtol (whatever the atol) it would pass: evidence to choose tolerances from."""
     header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance"]
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2e}"  # inf: no tolerance of that kind passes
+
     rows = []
     for m in report.models:
         for rt, p in m.precision.items():
-            fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731 (inf: no such tolerance passes)
             rows.append([m.model, rt, p["mode"], p["computes_in"], fmt(p["tightest_atol"]), fmt(p["tightest_rtol"]),
                          "yes" if p["within_tolerance"] else "no"])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(header, rows)
     return "\n".join(lines)
 
 
