@@ -26,6 +26,7 @@ def load(subject: Subject) -> FnRuntime:
         signatures = interpreter.get_signature_list()
     except (ValueError, RuntimeError) as e:
         raise ArtifactError(f"{spec.name}: {TFLITE} cannot be loaded by LiteRT ({str(e).strip().splitlines()[0]})") from None
+    # LiteRT has no public call listing a model's ops; `_get_ops_details` is the one its own tools use.
     checks = tflite_checks(spec, signatures, {op["op_name"] for op in interpreter._get_ops_details()})
     if SERVING_SIGNATURE not in signatures:
         return FnRuntime("litert", _missing_signature, checks)
