@@ -36,27 +36,76 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     """Convert the serving `tf.function` to ONNX and write it to `path`.
 
     Converting the same `tf.function` the SavedModel serves keeps both
-    artifacts one function. The input names come from the signature and the
-    output names from the function's dict keys; tf2onnx names the dynamic
-    batch dimension `unk__N`, which we rename to "batch". The graph is then
-    slimmed (export/slim.py) and canonicalised for stable bytes.
+    artifacts one function. The graph is frozen by
+    `verify.tf_graph.freeze_serving_function` (captured constants stay
+    constants, not inputs) and converted by tf2onnx's own conversion step,
+    the one its `from_function` and its command line share. The input names
+    come from the signature and the output names from the function's dict
+    keys; tf2onnx names the dynamic batch dimension `unk__N`, which we
+    rename to "batch". The graph is then made valid where tf2onnx is not
+    (`Erfc`), slimmed (export/slim.py) and canonicalised for stable bytes.
 
     Returns:
         The `onnx.ModelProto` written.
     """
     import onnx
-    import tf2onnx
+
+    from tf_parity_export.verify.tf_graph import freeze_serving_function
 
     check_opset(opset)  # imports TensorFlow first, quietly
+    tf = import_tensorflow()
+    # tf2onnx has no public call that converts a frozen graph without freezing and optimising it
+    # again (`from_graph_def` does both a second time); `_convert_common` is the step its
+    # `from_function` and its command line both end with (tf2onnx is pinned below 1.18).
+    from tf2onnx.convert import _convert_common
+
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    with quiet_stderr():  # grappler logs "Starting new session" from C++ on every conversion
-        model, _ = tf2onnx.convert.from_function(fn, input_signature=spec.input_signature(), opset=opset)
+    frozen = freeze_serving_function(fn, spec)
+    with quiet_stderr(), tf.device("/cpu:0"):  # grappler logs "Starting new session" from C++
+        model, _ = _convert_common(frozen.graph_def, name=spec.name, continue_on_error=True, opset=opset,
+                                   input_names=frozen.inputs, output_names=frozen.outputs,
+                                   tensors_to_rename=frozen.renames)
     _name_batch_dims(model, spec)
+    replace_erfc(model.graph)
     slim(model)
     canonicalize(model, spec.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return model
+
+
+def replace_erfc(graph: Any) -> int:
+    """Write every `Erfc(x)` as `Sub(1, Erf(x))`, at any depth; returns how many.
+
+    tf2onnx converts TensorFlow's `Erfc` (exact gelu: 0.5 x erfc(-x / sqrt 2))
+    to an ONNX `Erfc` node, but no ONNX opset has one, so the file is invalid.
+    `1 - erf(x)` is the same function; it loses erfc's relative accuracy only
+    where erfc(x) is tiny (x > 3), where gelu multiplies it by x / 2 and the
+    absolute error stays within float32's rounding of 1.
+    """
+    from onnx import TensorProto, helper
+
+    count = 0
+    nodes = []
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                count += replace_erfc(sub)
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        count += 1
+        erf, one = f"{node.output[0]}__erf", f"{node.output[0]}__one"
+        nodes += [
+            helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}__erf"),
+            helper.make_node("Constant", [], [one], name=f"{node.name}__one",
+                             value=helper.make_tensor(one, TensorProto.FLOAT, [], [1.0])),
+            helper.make_node("Sub", [one, erf], [node.output[0]], name=node.name),
+        ]
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count
 
 
 def _name_batch_dims(model: Any, spec: ModelSpec) -> None:
