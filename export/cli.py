@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
-from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, run_and_exit, user_errors
+from tf_parity_export.verify.cli import (PROVIDERS_HELP, REQUIRE_HELP, ModelName, broken_plugins, finish, parse_providers,
+                                        parse_require, pick_names, run_and_exit, user_errors)
 
 
 DEFAULT_OPSET = 17  # export/onnx_model.py's; repeated here so that --help does not import tf2onnx
@@ -56,9 +57,12 @@ def require_exporter() -> None:
               "(onnxruntime-web) next to TF's stored outputs. Serve it with: python -m http.server -d DEMO")
 @click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no input was found for "
               "(an If branch, a Loop count 0/1/many) without failing on them.")
+@click.option("--providers", help=PROVIDERS_HELP + " (for the verification after the export)")
+@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...", help=REQUIRE_HELP)
 @user_errors
 def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int, no_verify: bool,
-         json_path: Path | None, format_: str, check: bool, demo: Path | None, allow_uncovered: bool) -> None:
+         json_path: Path | None, format_: str, check: bool, demo: Path | None, allow_uncovered: bool,
+         providers: str | None, require_: str | None) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
@@ -75,13 +79,18 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .demo import check_demo_dest
 
         check_demo_dest(demo)  # before anything is exported
+    runtimes = parse_providers(providers)
+    require = parse_require(require_) if require_ else None
+    if no_verify and (runtimes or require or allow_uncovered):
+        raise click.UsageError("--providers, --require and --allow-uncovered choose what the verification "
+                               "checks; they do not go with --no-verify")
     require_exporter()
     # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
     chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
     if check:
         from tf_parity_export.models import ArtifactError
 
-        from .api import check_models
+        from .check import check_models
 
         click.echo(f"checking {out}/ against a fresh export of {', '.join(chosen)}", err=True)
         diffs = check_models(chosen, out, opset)
@@ -89,7 +98,8 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
             fix = ["export-models", *(["--all"] if all_ else chosen), "--out", str(out),
                    *(["--opset", str(opset)] if opset != DEFAULT_OPSET else [])]
             raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: {shlex.join(fix)}"]))
-        click.echo(f"{out}/ is current ({len(chosen)} models byte-identical to a fresh export)")
+        click.echo(f"{out}/ is current ({len(chosen)} models: model files byte-identical to a fresh export, "
+                   "the data TensorFlow computed within each model's tolerance)")
         return
     click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset}, format {format_})", err=True)
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
@@ -98,7 +108,7 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .api import export_models
 
         _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress,
-                                  allow_uncovered=allow_uncovered)
+                                  allow_uncovered=allow_uncovered, runtimes=runtimes, require=require)
         if demo is not None:
             from .demo import SERVE, write_demo
 
@@ -109,7 +119,7 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .api import export_layout
 
         report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress,
-                               allow_uncovered=allow_uncovered)
+                               allow_uncovered=allow_uncovered, runtimes=runtimes, require=require)
     if report is not None:
         finish(report, json_path, out if format_ == "artifacts" else None, broken)
     elif broken:

@@ -22,12 +22,15 @@ _tf: ModuleType | None = None
 
 
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
+def quiet_stderr(replay: bool = True) -> Iterator[None]:
     """Send file descriptor 2 to a temporary file; replay it only on an exception.
 
     TensorFlow's C++ side (import, grappler during tf2onnx conversion) writes
     INFO lines straight to fd 2, past Python's logging and past
-    `TF_CPP_MIN_LOG_LEVEL`.
+    `TF_CPP_MIN_LOG_LEVEL`. `replay=False` drops it even then: for a step
+    whose failure is reported as data (a converter that cannot convert a
+    model), where the exception's own message says why and the C++ side
+    printed pages of MLIR locations.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -37,8 +40,9 @@ def quiet_stderr() -> Iterator[None]:
             yield
         except BaseException:
             os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
+            if replay:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved, 2)

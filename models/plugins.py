@@ -179,7 +179,7 @@ def check_outputs(spec: ModelSpec, fn: Any) -> None:
     except Exception as e:
         if where is None:
             raise
-        raise PluginError(f"{label}: the model cannot be traced with its declared inputs "
+        raise PluginError(f"{label}: the serving function cannot be traced on the declared inputs "
                           f"{[t.to_json() for t in spec.inputs]} ({type(e).__name__}: {_first_line(e)})") from None
     for sig in spec.outputs:
         got = outputs[sig.name]

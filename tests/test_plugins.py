@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tf_parity_export.models import MODELS, PluginError, get_spec, plugins
+from tf_parity_export.models.errors import ExportError
 from tf_parity_export.verify import layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_bad_plugin_model_fails_alone(as_plugin, tmp_path, builder, outputs, mes
     base = get_spec("mlp")
     name = as_plugin(dataclasses.replace(base, name="bad", builder=builder,
                                          outputs=(TensorSig("logits", outputs or (None, 10)),)))
-    with pytest.raises(PluginError, match="^bad \\(plugin entry point 'bad'") as e:
+    with pytest.raises(ExportError, match="^bad \\(plugin entry point 'bad'") as e:
         export_models([name], tmp_path / "a", verify=False)
     assert message in str(e.value) and "\n" not in str(e.value)
     # beside a good model: the good one is exported and verified, the bad one is a failed row
@@ -312,4 +313,4 @@ def test_check_covers_the_seed_models_with_a_plugin_installed(venv):
     result = subprocess.run([venv / "bin" / "export-models", "--all", "--check"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "is current (5 models byte-identical to a fresh export)" in result.stdout
+    assert "is current (5 models: model files byte-identical to a fresh export" in result.stdout

@@ -15,6 +15,12 @@ from .runtimes import RUNTIMES
 
 RUNTIME_NAMES = list(RUNTIMES)
 
+PROVIDERS_HELP = (f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
+                  "A runtime named here that is unavailable or unsupported fails the run.")
+REQUIRE_HELP = ("Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
+                "ort_cuda_tf32), held to the model's tolerance or to ATOL; a deployment runtime named here "
+                "that cannot take a model fails the run. Without it a reduced mode is measured, not failed.")
+
 
 def run_and_exit(command: click.Command) -> None:
     """The console scripts' entry: run `command`, then end the process at once.
@@ -152,12 +158,8 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
               help="Also write the report as JSON here (and as a page beside it, .html).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
               help="An .npz (keys = input names) to verify on instead of the built-in cases.")
-@click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
-              "A runtime named here that is unavailable fails the run.")
-@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...",
-              help="Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
-              "ort_cuda_tf32), held to the model's tolerance or to ATOL. Without it a reduced mode is measured, "
-              "not failed.")
+@click.option("--providers", help=PROVIDERS_HELP)
+@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...", help=REQUIRE_HELP)
 @click.option("--tolerances", is_flag=True,
               help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
@@ -175,16 +177,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     Exit 0: all agreed; 1: a mismatch or a bad artifact/input; 2: usage.
     """
     chosen = pick_names(names, all_)
-    runtimes = None
-    if providers is not None:
-        runtimes = list(dict.fromkeys(p.strip() for p in providers.split(",") if p.strip()))
-        if not runtimes:
-            raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
-                                     param_hint="--providers")
-        unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
-        if unknown:
-            raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
-                                     param_hint="--providers")
+    runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
@@ -203,6 +196,20 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
 
     finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered),
            json_path, artifacts, broken_plugins(all_), tolerances)
+
+
+def parse_providers(text: str | None) -> list[str] | None:
+    """"ort_cpu,litert" -> ["ort_cpu", "litert"]; None (the option not given) means every runtime."""
+    if text is None:
+        return None
+    runtimes = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not runtimes:
+        raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
+                                 param_hint="--providers")
+    unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}", param_hint="--providers")
+    return runtimes
 
 
 def parse_require(text: str) -> dict[str, float | None]:

@@ -17,6 +17,8 @@ def _cell(m: ModelReport, runtime: str) -> str:
         return "-"
     if state.startswith("unavailable"):
         return "unavailable"
+    if state.startswith("unsupported"):
+        return "unsupported"
     if state.startswith("error"):
         return "ERROR"
     results = [r for r in m.results if r.runtime == runtime]
@@ -59,6 +61,9 @@ def table(report: Report, tolerances: bool = False) -> str:
     for rt in [*runtimes, *unavailable]:
         reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
         notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
+    for m in report.models:  # a deployment runtime that cannot take a model: apart from mismatches
+        notes += [f"{m.model}/{rt}: {state}{' (required: fails the run)' if rt in report.required else ''}"
+                  for rt, state in m.runtimes.items() if state.startswith("unsupported")]
     notes += _reduced_notes(report)
     for m in report.models:
         notes += graph_coverage_lines(m)
@@ -70,11 +75,15 @@ def table(report: Report, tolerances: bool = False) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
-            elif c["kind"] == "capped":
+            elif c["kind"] == "capped" and "norm_before_loop" in c["path"]:
                 notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
                              f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "
                              f"{c['path']['iterations']}-iteration cap (the seed's loop never ends on this input); "
                              "reported, not counted as a pass")
+            elif c["kind"] == "capped":
+                loops = ", ".join(c["path"].get("capped_loops", [])) or "a loop"
+                notes.append(f"{m.model} loop-cap case {c['name']}: Loop {loops} ran to its trip-count limit with "
+                             "its condition still true (it did not end on its own); reported, not counted as a pass")
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError, get_spec
+from tf_parity_export.models.errors import first_reason
 
 from . import layout
 from .compare import OutputComparison, compare_output
 from .inputs import BOUNDARY_MARGIN, Case, load_npz, random_cases, read_npz, validate_feed
-from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, mode, warm_up
+from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, Unsupported, mode, warm_up
 from .structure import Check, onnx_checks
 from .test_data import read_sets
 
@@ -162,6 +163,23 @@ def tool_versions(env: dict[str, Any]) -> dict[str, str]:
     return {"python": ".".join(env["python"].split(".")[:2]), **{k: env[k] for k in keep}}
 
 
+def with_card_ranges(spec: ModelSpec, card: dict[str, Any]) -> ModelSpec:
+    """`spec` with each input's range as exported: where the spec declares none, the exporter
+    took it from the model (an Embedding's size) and recorded it in card.json's signature."""
+    import dataclasses
+
+    recorded = {t.get("name"): t.get("range") for t in card.get("signature", {}).get("inputs", [])
+                if isinstance(t, dict)}
+    inputs = []
+    for sig in spec.inputs:
+        found = recorded.get(sig.name)
+        if sig.range is None and isinstance(found, list) and len(found) == 2 and \
+                all(isinstance(v, (int, float)) for v in found) and found[0] < found[1]:
+            sig = dataclasses.replace(sig, range=(found[0], found[1]))
+        inputs.append(sig)
+    return dataclasses.replace(spec, inputs=tuple(inputs))
+
+
 def stored_cases(folder: Path, name: str = "") -> list[Case]:
     """The control-flow coverage inputs the exporter found and stored (keys "<case>/<input name>")."""
     path = folder / layout.CASES
@@ -202,6 +220,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.check_folder(folder.parent, folder.name)
+        spec = with_card_ranges(spec, card)
         stored = read_sets(folder, spec, card)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
@@ -248,7 +267,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     elif report.graph_sites and user_case is None:
         report.coverage = _generic_coverage(report, set(apart))
 
-    subject = Subject(spec, folder, model, scope)
+    subject = Subject(spec, folder, model, scope, card)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
         expected = {case.name: infer(spec, reference, case.feed) for case in cases}
@@ -262,8 +281,14 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         except Unavailable as e:
             report.runtimes[name] = f"unavailable: {e}"
             continue
+        except Unsupported as e:
+            report.runtimes[name] = f"unsupported: {e}"
+            continue
         except UserError as e:
             report.runtimes[name] = f"error: {e}"
+            continue
+        except Exception as e:  # a runtime that fails to load is that runtime's finding, never the run's end
+            report.runtimes[name] = f"error: {type(e).__name__}: {first_reason(e)}"
             continue
         report.runtimes[name] = "ran"
         report.checks += getattr(runtime, "checks", [])

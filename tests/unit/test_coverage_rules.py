@@ -282,7 +282,7 @@ def test_a_for_loop_is_static_and_needs_no_count(tmp_path):
     assert cov.trace({"x": np.array([[1.0]], np.float32)}).trips == {"Loop_for": [3]}
 
 
-def test_static_loops_need_a_constant_count_a_constant_condition_and_a_passthrough():
+def test_static_loops_need_a_fixed_count_a_fixed_entry_condition_and_a_fixed_body_condition():
     from tf_parity_export.verify.coverage import _is_static_loop
 
     def loop(trip, cond, body_nodes, out="c_out"):
@@ -297,12 +297,53 @@ def test_static_loops_need_a_constant_count_a_constant_condition_and_a_passthrou
     assert _is_static_loop(*loop("N", "T", identity), consts)
     assert _is_static_loop(*loop("N", "", [], out="c_in"), consts)  # the condition passed straight through
     assert not _is_static_loop(*loop("n", "", identity), consts)  # a computed trip count
-    assert not _is_static_loop(*loop("", "T", identity), consts)  # no trip count: a while loop
+    assert _is_static_loop(*loop("", "T", identity), consts)  # no trip count, never false: runs alike every time
+    assert not _is_static_loop(*loop("", "t", identity), consts)  # a computed entry condition: a while loop
     assert not _is_static_loop(*loop("N", "c", identity), consts)  # a computed first condition
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["i"], ["c_out"])]), consts)
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["c_in"], ["other"]),
-                                              helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
+    # a condition computed from the iteration number or the previous condition alone runs alike every time
+    assert _is_static_loop(*loop("N", "", [helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
+    assert _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["i"], ["c_out"])]), consts)
+    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["x"], ["c_out"])]), consts)  # an input
+
+
+def _counter_loop(data_dependent: bool) -> onnx.ModelProto:
+    """An RNN-style Loop: a carried step counter k, tested `k + 1 < 5` (or `k + 1 < round(sum(x))`)."""
+    body = helper.make_graph([
+        helper.make_node("Add", ["k_in", "one"], ["k_out"]),
+        helper.make_node("Less", ["k_out", "bound" if data_dependent else "five"], ["c_out"]),
+        helper.make_node("Add", ["h_in", "x_sum"], ["h_out"]),
+    ], "steps", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("k_in", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("k_out", TensorProto.INT64, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [])])
+    graph = helper.make_graph([
+        helper.make_node("ReduceSum", ["x"], ["x_sum"], keepdims=0),
+        helper.make_node("Round", ["x_sum"], ["x_round"]),
+        helper.make_node("Cast", ["x_round"], ["bound"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["limit", "", "zero", "zero_f"], ["k_last", "y"], body=body, name="Loop_steps"),
+    ], "steps", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("limit", TensorProto.INT64, [], [100]),
+                     helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+                     helper.make_tensor("one", TensorProto.INT64, [], [1]),
+                     helper.make_tensor("five", TensorProto.INT64, [], [5]),
+                     helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_step_counter_against_a_constant_is_a_static_loop_and_no_boundary(tmp_path):
+    cov = GraphCoverage(_save(_counter_loop(data_dependent=False), tmp_path))
+    assert cov.sites == [Site("Loop_steps", "Loop", "", static=True)] and requirements(cov.sites) == []
+    path = cov.trace({"x": np.array([[2.0]], np.float32)})
+    # the last test compares 5 with 5: a counter reaching its bound is no decision boundary
+    assert path.trips == {"Loop_steps": [5]} and path.margin == float("inf") and not path.capped
+    (tmp_path / "dd").mkdir()
+    varying = GraphCoverage(_save(_counter_loop(data_dependent=True), tmp_path / "dd"))
+    assert varying.sites == [Site("Loop_steps", "Loop", "", static=False)]
+    assert varying.trace({"x": np.array([[3.0]], np.float32)}).trips == {"Loop_steps": [3]}
 
 
 def test_has_control_flow_looks_into_subgraphs(tmp_path):

@@ -32,6 +32,12 @@ class Unavailable(Exception):
     """The runtime cannot run on this machine; the message says why."""
 
 
+class Unsupported(Exception):
+    """A deployment runtime (LiteRT, OpenVINO, Node, the browser) cannot take this model: its
+    converter or compiler refused it (the message is the tool's reason). Reported apart from
+    mismatches; it fails the run only where the runtime is required."""
+
+
 class Closable(Protocol):
     def close(self) -> None: ...
 
@@ -100,6 +106,7 @@ class Subject:
     folder: Path
     model: Any  # None when TensorFlow is not installed
     scope: RunScope = field(default_factory=RunScope)
+    card: dict[str, Any] = field(default_factory=dict)  # the folder's checked card.json
 
 
 Loader = Callable[[Subject], Runtime]

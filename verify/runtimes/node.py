@@ -18,10 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError
-
 from ..layout import ONNX
-from .base import Subject, Unavailable
+from .base import Subject, Unavailable, Unsupported
 
 # The Node project sits in the repository beside the Python packages; set
 # TF_PARITY_NODE_DIR to use another checkout of it.
@@ -123,5 +121,5 @@ def load(subject: Subject) -> NodeRuntime:
     model = (subject.folder / ONNX).resolve()
     reply = server.request({"model": str(model)})
     if "error" in reply:
-        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime-node ({reply['error']})")
+        raise Unsupported(f"onnxruntime-node cannot load {ONNX}: {reply['error']}")
     return NodeRuntime(server, model)
