@@ -31,6 +31,7 @@ from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import tool_versions
 
 from .atomic import claim, swap_in
+from .memory import give_back
 from .onnx_model import export_onnx
 from .saved_model import export_saved_model
 from .tflite import export_tflite
@@ -77,6 +78,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             export_onnx(fn, spec, tmp / layout.ONNX, opset)
         litert = export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE, spec,
                                lambda where: export_saved_model(model, spec.serving_function(model, batch=1), where))
+        give_back()  # the converter's copies of the weights
         with _stage(spec, "coverage search"):
             cases, uncovered = _coverage_inputs(spec, model, tmp / layout.ONNX)
             if cases:

@@ -67,7 +67,11 @@ def import_tensorflow() -> ModuleType:
     # NVIDIA GPUs since Ampere rounds matrix-product inputs to 10 mantissa bits:
     # a GPU-visible reference would then drift like the runtimes it judges.
     tf.config.experimental.enable_tensor_float_32_execution(False)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # absl's own verbosity, not only its logger's level: TensorFlow saves and restores that verbosity
+    # around every SavedModel it writes, which would put the logger back to WARNING
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
     warnings.filterwarnings("ignore", module="keras")
     warnings.filterwarnings("ignore", module="tensorflow")
     _tf = tf
