@@ -633,3 +633,47 @@ def test_with_a_probe_the_path_recorded_at_export_is_the_cases_path_not_the_grap
     assert [c["path"] for c in rep.cases] == [{**recorded[i], "source": "recorded at export"} for i in (0, 1)]
     assert rep.coverage["loop ran once"] == ["case0"] and rep.coverage["branch scaled"] == ["case1"]
     assert set(rep.graph_paths) == {"case0", "case1"}  # measured all the same, shown beside the probe's
+
+
+def _capped_doubling(limit: int = 3) -> onnx.ModelProto:
+    """h = x doubled while h < 10, at most `limit` times (a tf.while_loop with maximum_iterations)."""
+    body = helper.make_graph([
+        helper.make_node("Mul", ["h_in", "two"], ["h_out"]),
+        helper.make_node("ReduceMax", ["h_out"], ["top"], keepdims=0),
+        helper.make_node("Less", ["top", "ten"], ["c_out"]),
+    ], "doubling", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                    helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                    helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, None)])
+    graph = helper.make_graph([
+        helper.make_node("ReduceMax", ["x"], ["top0"], keepdims=0),
+        helper.make_node("Less", ["top0", "ten"], ["enter"]),
+        helper.make_node("Loop", ["limit", "enter", "x"], ["y"], body=body, name="Loop_cap"),
+    ], "capped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[helper.make_tensor("limit", TensorProto.INT64, [], [limit]),
+                     helper.make_tensor("ten", TensorProto.FLOAT, [], [10.0]),
+                     helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("x,trips,capped", [
+    (0.0, 3, True),     # 0 doubled stays below 10: only the limit stops it
+    (0.5, 3, True),     # 1, 2, 4: still below 10 when the limit stops it
+    (1.5, 3, False),    # 3, 6, 12: its own condition ends it on the last allowed iteration
+    (3.0, 2, False),    # 6, 12
+    (20.0, 0, False),   # never enters
+])
+def test_a_loop_that_runs_into_its_trip_count_limit_is_capped(tmp_path, x, trips, capped):
+    cov = GraphCoverage(_save(_capped_doubling(), tmp_path))
+    path = cov.trace({"x": np.array([[x]], np.float32)})
+    assert path.trips == {"Loop_cap": [trips]}
+    assert path.capped == (["Loop_cap"] if capped else [])
+    site = cov.sites[0]
+    # a capped run reaches no count class: it did not end on its own
+    assert path.hits(site) == (set() if capped else {"0" if trips == 0 else "1" if trips == 1 else "many"})
+    data = path.to_json()
+    assert data.get("capped", False) is capped and data.get("capped_loops", []) == path.capped
+    # the instrumented copy computes what the model computes
+    assert float(cov.session.run(["y"], {"x": np.array([[x]], np.float32)})[0][0, 0]) == x * 2 ** trips
