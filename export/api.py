@@ -26,6 +26,7 @@ def export_models(
     allow_uncovered: bool = False,
     runtimes: list[str] | None = None,
     require: dict[str, float | None] | None = None,
+    allow_insensitive: bool = False,
 ) -> tuple[list[ExportResult], Report | None]:
     """Export the named models to SavedModel, ONNX and LiteRT under `out`, then verify them.
 
@@ -40,7 +41,7 @@ def export_models(
         progress: called with one line per finished model.
         allow_uncovered: control-flow paths no input reaches are reported
             without failing the verification.
-        runtimes, require: as `verify_models`' (None: every runtime, none required).
+        runtimes, require, allow_insensitive: as `verify_models`' (None: every runtime, none required).
 
     One model's failure is that model's: a builder that raises, a converter
     that fails or a write that is refused becomes one line naming the model,
@@ -88,7 +89,8 @@ def export_models(
             return results, None
         models = {r.name: r.model for r in results}
         report = verify_models([r.name for r in results], out, runtimes=runtimes, models=models,
-                               require=require, allow_uncovered=allow_uncovered, scope=scope) if results else \
+                               require=require, allow_uncovered=allow_uncovered, scope=scope,
+                               allow_insensitive=allow_insensitive) if results else \
             Report([], set(require or {}) | set(runtimes or []), 0.0, env)
         return results, _with_failed(report, failed)
 
@@ -115,6 +117,7 @@ def export_layout(
     allow_uncovered: bool = False,
     runtimes: list[str] | None = None,
     require: dict[str, float | None] | None = None,
+    allow_insensitive: bool = False,
 ) -> Report | None:
     """Export and verify in a temporary folder, then lay the models out for a server.
 
@@ -137,7 +140,8 @@ def export_layout(
         tmp = claim(entry, "artifacts")
         try:
             entry.mkdir(parents=True, exist_ok=True)
-            _, report = export_models(names, tmp, opset, verify, progress, allow_uncovered, runtimes, require)
+            _, report = export_models(names, tmp, opset, verify, progress, allow_uncovered, runtimes, require,
+                                      allow_insensitive)
             if report is None or report:
                 for name in names:
                     write(get_spec(name), tmp / name, out)

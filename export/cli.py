@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
-from tf_parity_export.verify.cli import (PROVIDERS_HELP, REQUIRE_HELP, ModelName, broken_plugins, finish, parse_providers,
+from tf_parity_export.verify.cli import (INSENSITIVE_HELP, PROVIDERS_HELP, REQUIRE_HELP, ModelName, broken_plugins, finish, parse_providers,
                                         parse_require, pick_names, run_and_exit, user_errors)
 
 
@@ -57,12 +57,13 @@ def require_exporter() -> None:
               "(onnxruntime-web) next to TF's stored outputs. Serve it with: python -m http.server -d DEMO")
 @click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no input was found for "
               "(an If branch, a Loop count 0/1/many) without failing on them.")
+@click.option("--allow-insensitive", is_flag=True, help=INSENSITIVE_HELP)
 @click.option("--providers", help=PROVIDERS_HELP + " (for the verification after the export)")
 @click.option("--require", "require_", metavar="RUNTIME[:ATOL],...", help=REQUIRE_HELP)
 @user_errors
 def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int, no_verify: bool,
          json_path: Path | None, format_: str, check: bool, demo: Path | None, allow_uncovered: bool,
-         providers: str | None, require_: str | None) -> None:
+         allow_insensitive: bool, providers: str | None, require_: str | None) -> None:
     """Export models to SavedModel and ONNX, then prove the artifacts agree with TF eager.
 
     Writes OUT/<model>/ (saved_model/, model.onnx, model.weights.h5, card.json)
@@ -81,9 +82,9 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         check_demo_dest(demo)  # before anything is exported
     runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
-    if no_verify and (runtimes or require or allow_uncovered):
-        raise click.UsageError("--providers, --require and --allow-uncovered choose what the verification "
-                               "checks; they do not go with --no-verify")
+    if no_verify and (runtimes or require or allow_uncovered or allow_insensitive):
+        raise click.UsageError("--providers, --require, --allow-uncovered and --allow-insensitive choose what the "
+                               "verification checks; they do not go with --no-verify")
     require_exporter()
     # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
     chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
@@ -108,7 +109,8 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .api import export_models
 
         _, report = export_models(chosen, out, opset, verify=not no_verify, progress=progress,
-                                  allow_uncovered=allow_uncovered, runtimes=runtimes, require=require)
+                                  allow_uncovered=allow_uncovered, runtimes=runtimes, require=require,
+                                  allow_insensitive=allow_insensitive)
         if demo is not None:
             from .demo import SERVE, write_demo
 
@@ -119,7 +121,8 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         from .api import export_layout
 
         report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress,
-                               allow_uncovered=allow_uncovered, runtimes=runtimes, require=require)
+                               allow_uncovered=allow_uncovered, runtimes=runtimes, require=require,
+                               allow_insensitive=allow_insensitive)
     if report is not None:
         finish(report, json_path, out if format_ == "artifacts" else None, broken)
     elif broken:

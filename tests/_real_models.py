@@ -113,3 +113,34 @@ SPECS = {spec.name: spec for spec in (
     ModelSpec("unranged_ids", M + "build_unranged_ids", "int32 ids with no range",
               (TensorSig("ids", (None, 3), "int32"),), (TensorSig("y", (None, 1)),)),
 )}
+
+
+def _deep(seed: int) -> keras.Model:
+    """Twelve Dense(16) + BatchNormalization blocks with small random kernels, then a softmax: at
+    random init (moving mean 0, variance 1) each block shrinks its input about 12 times, so the
+    logits end near 1e-14 and the softmax at 0.2 for every class and every input."""
+    _fresh(seed)
+    x = keras.Input((8,), name="x")
+    h = x
+    for _ in range(12):
+        h = keras.layers.Dense(16, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(h)
+        h = keras.layers.BatchNormalization()(h)
+    return keras.Model(x, keras.layers.Dense(5, activation="softmax")(h))
+
+
+def build_deep(seed: int) -> keras.Model:
+    return _deep(seed)
+
+
+def build_deep_calibrated(seed: int) -> keras.Model:
+    """The same architecture with its BatchNormalization statistics taken from random inputs."""
+    from tf_parity_export import calibrate_batch_norms
+
+    model = _deep(seed)
+    calibrate_batch_norms(model, seed=seed)
+    return model
+
+
+for _name, _builder in (("deep", "build_deep"), ("deep_calibrated", "build_deep_calibrated")):
+    SPECS[_name] = ModelSpec(_name, M + _builder, "12 x (Dense(16) + BatchNormalization), softmax",
+                             (TensorSig("x", (None, 8)),), (TensorSig("probs", (None, 5)),))

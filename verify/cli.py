@@ -17,6 +17,8 @@ RUNTIME_NAMES = list(RUNTIMES)
 
 PROVIDERS_HELP = (f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
                   "A runtime named here that is unavailable or unsupported fails the run.")
+INSENSITIVE_HELP = ("Report outputs that never move over the cases (every value within the tolerance of one "
+                    "constant: parity on them proves nothing) without failing on them.")
 REQUIRE_HELP = ("Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
                 "ort_cuda_tf32), held to the model's tolerance or to ATOL; a deployment runtime named here "
                 "that cannot take a model fails the run. Without it a reduced mode is measured, not failed.")
@@ -164,12 +166,13 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
               help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
               "and print the speed-up over TF eager (with --json, also write it there).")
+@click.option("--allow-insensitive", is_flag=True, help=INSENSITIVE_HELP)
 @click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no case reaches "
               "(an If branch, a Loop count 0/1/many) without failing on them.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
          inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool,
-         allow_uncovered: bool) -> None:
+         allow_insensitive: bool, allow_uncovered: bool) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
@@ -194,7 +197,8 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         return
     from .verifier import verify_models
 
-    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered),
+    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered,
+                         allow_insensitive=allow_insensitive),
            json_path, artifacts, broken_plugins(all_), tolerances)
 
 

@@ -8,7 +8,7 @@ from tf_parity_export.models import UserError
 
 from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
-from .verifier import APART, STORED, ModelReport, Report
+from .verifier import APART, STORED, ModelReport, Report, insensitive_line
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -66,6 +66,8 @@ def table(report: Report, tolerances: bool = False) -> str:
                   for rt, state in m.runtimes.items() if state.startswith("unsupported")]
     notes += _reduced_notes(report)
     for m in report.models:
+        notes += [insensitive_line(m.model, name, info) + ("; accepted (--allow-insensitive)" if m.allow_insensitive
+                                                           else "") for name, info in m.insensitive.items()]
         notes += graph_coverage_lines(m)
         if m.coverage:
             got = ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in m.coverage.items())
@@ -124,15 +126,18 @@ def _reduced_notes(report: Report) -> list[str]:
 def tolerance_table(report: Report) -> str:
     """Per model and runtime that ran: its mode, and the tightest atol (whatever the rtol) and
     rtol (whatever the atol) it would pass: evidence to choose tolerances from."""
-    header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance"]
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2e}"  # inf: no tolerance of that kind passes
+    header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance",
+              "error / scale", "min cosine", "min SNR dB"]
+
+    def fmt(v: float | None, spec: str = ".2e") -> str:
+        return "-" if v is None else format(v, spec)  # inf: no tolerance of that kind passes
 
     rows = []
     for m in report.models:
         for rt, p in m.precision.items():
             rows.append([m.model, rt, p["mode"], p["computes_in"], fmt(p["tightest_atol"]), fmt(p["tightest_rtol"]),
-                         "yes" if p["within_tolerance"] else "no"])
+                         "yes" if p["within_tolerance"] else "no", fmt(p.get("worst_scale_error")),
+                         fmt(p.get("min_cosine"), ".9f"), fmt(p.get("min_snr_db"), ".1f")])
     lines = text_table(header, rows)
     return "\n".join(lines)
 

@@ -76,6 +76,10 @@ class ModelReport:
     graph_sites: list[Any] = field(default_factory=list)
     graph_paths: dict[str, Any] = field(default_factory=dict)
     allow_uncovered: bool = False
+    # outputs that never move over the counted cases (compare.insensitivity): parity on them proves
+    # nothing; `allow_insensitive` reports them without failing
+    insensitive: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allow_insensitive: bool = False
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
         """One line per problem; empty when this model passed."""
@@ -95,6 +99,9 @@ class ModelReport:
         if not self.allow_uncovered:
             lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                       for need, hits in self.coverage.items() if not hits]
+        if not self.allow_insensitive:
+            lines += [insensitive_line(self.model, name, info) + " (--allow-insensitive to accept)"
+                      for name, info in self.insensitive.items()]
         counted = [c for c in self.cases if c["kind"] not in APART]
         if self.cases and not counted and self.results:
             kinds = sorted({APART[c["kind"]] for c in self.cases})
@@ -107,6 +114,7 @@ class ModelReport:
                 "reference": self.reference,
                 "runtimes": self.runtimes, "precision": self.precision, "cases": self.cases, "coverage": self.coverage,
                 "allow_uncovered": self.allow_uncovered,
+                "insensitive": self.insensitive, "allow_insensitive": self.allow_insensitive,
                 "graph_coverage": {"nodes": [s.to_json() for s in self.graph_sites],
                                    "cases": {k: p.to_json() for k, p in self.graph_paths.items()}},
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
@@ -131,6 +139,13 @@ class Report:
         return {"schema": REPORT_SCHEMA, "passed": bool(self), "seconds": round(self.seconds, 3),
                 "environment": self.environment, "failures": self.failures(),
                 "models": [m.to_json(self.required) for m in self.models]}
+
+
+def insensitive_line(model: str, output: str, info: dict[str, Any]) -> str:
+    """The one line that says an output never moved, with its spread against its tolerance."""
+    return (f"{model}: output {output!r} does not move: over {info['rows']} rows every element stays within "
+            f"atol={info['atol']:g} / rtol={info['rtol']:g} of one value (largest spread {info['spread']:.3g}), so "
+            "any runtime returning that constant would pass; parity on it proves nothing")
 
 
 def environment() -> dict[str, Any]:
@@ -274,6 +289,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
     else:
         expected = {s.case.name: s.expected for s in stored}
+    report.insensitive = _insensitive(spec, [expected[c.name] for c in cases if c.name not in apart],
+                                      [s.expected for s in stored if s.case.name not in {c.name for c in cases}])
     required = required or {}
     for name in runtimes:
         try:
@@ -334,6 +351,10 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
         "worst_index": worst.worst_index if worst is not None else None,
         "tightest_atol": worst.max_abs if worst is not None else None,
         "tightest_rtol": max_rel,
+        # against the outputs' scale (Polygraphy's and onnx2tf's measures); the verdict stays on atol/rtol
+        "worst_scale_error": max(o.scale_error for _, o in counted) if comparable else None,
+        "min_cosine": min(o.cosine for _, o in counted) if comparable else None,
+        "min_snr_db": min(o.snr_db for _, o in counted) if comparable else None,
     }
 
 
@@ -351,6 +372,23 @@ def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]
             report.graph_paths[case.name] = graph.trace(case.feed)
         except Exception:  # onnxruntime failing on this input: the ONNX runtimes report it as a finding
             continue
+
+
+def _insensitive(spec: ModelSpec, counted: list[dict[str, np.ndarray]],
+                 stored: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """The outputs whose reference values never move over the counted cases and the stored test
+    data (compare.insensitivity). Nothing when no case was counted: that fails on its own."""
+    from .compare import insensitivity
+
+    if not counted:
+        return {}
+    found = {}
+    for sig in spec.outputs:
+        info = insensitivity([e[sig.name] for e in [*counted, *stored]], spec.atol, spec.rtol,
+                             batched=sig.shape[:1] == (None,))
+        if info is not None:
+            found[sig.name] = info
+    return found
 
 
 def _generic_coverage(report: ModelReport, apart: set[str]) -> dict[str, list[str]]:
@@ -435,6 +473,7 @@ def verify_models(
     require: dict[str, float | None] | None = None,
     allow_uncovered: bool = False,
     scope: RunScope | None = None,
+    allow_insensitive: bool = False,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -455,6 +494,8 @@ def verify_models(
             `runtimes` are required too, at the model's tolerance.
         allow_uncovered: report control-flow paths no case reaches without
             failing on them.
+        allow_insensitive: report outputs that never move over the cases
+            (parity on them proves nothing) without failing on them.
         scope: the services the runtimes share (the browser), to use and
             leave running; by default the run starts and stops its own.
 
@@ -486,5 +527,5 @@ def verify_models(
                                 prebuilt.get(s.name), required, scope) for s in specs]
         services = scope.environment()  # e.g. the browser's version
     for r in reports:
-        r.allow_uncovered = allow_uncovered
+        r.allow_uncovered, r.allow_insensitive = allow_uncovered, allow_insensitive
     return Report(reports, set(required), time.perf_counter() - start, {**environment(), **services})
