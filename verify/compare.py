@@ -152,7 +152,7 @@ def _scale_metrics(max_abs: float, max_ref: float, ref2: float, got2: float, dot
     else:
         cosine = 1.0 if ref2 == got2 else 0.0  # both all zeros: the same; one all zeros: nothing in common
     snr_db = math.inf if err2 == 0 else (10 * math.log10(ref2 / err2) if ref2 > 0 else -math.inf)
-    return scale_error, cosine, snr_db
+    return float(scale_error), float(cosine), float(snr_db)
 
 
 def insensitivity(values: list[np.ndarray], atol: float, rtol: float, batched: bool = True) -> dict[str, Any] | None:
