@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Callable
 
-from tf_parity_export.models import UserError, get_spec
+from tf_parity_export.models import UserError
 from tf_parity_export.models.errors import ExportError
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
@@ -34,7 +34,7 @@ def export_models(
     is swapped in atomically when complete.
 
     Args:
-        names: registry names, in order.
+        names: registry names or ModelSpecs (a model file's, `models.from_file`), in order.
         out: the artifacts folder; each model gets `out/<name>/`.
         opset: ONNX opset for tf2onnx.
         verify: run the verifier on what was written.
@@ -52,7 +52,7 @@ def export_models(
     Returns:
         The export results and the verification `Report` (None if not verified).
     """
-    specs = [get_spec(n) for n in names]
+    specs = [layout.resolve_spec(n) for n in names]
     out = Path(out)
     check_opset(opset)  # before anything is written
     env = environment()
@@ -88,7 +88,8 @@ def export_models(
                 raise ExportError("\n".join([*failed.values(), *([_summary(failed, len(specs))] if len(specs) > 1 else [])]))
             return results, None
         models = {r.name: r.model for r in results}
-        report = verify_models([r.name for r in results], out, runtimes=runtimes, models=models,
+        exported = {r.name for r in results}
+        report = verify_models([s for s in specs if s.name in exported], out, runtimes=runtimes, models=models,
                                require=require, allow_uncovered=allow_uncovered, scope=scope,
                                allow_insensitive=allow_insensitive) if results else \
             Report([], set(require or {}) | set(runtimes or []), 0.0, env)
@@ -135,7 +136,8 @@ def export_layout(
     with exclusive(out):  # two runs into one repository take turns; a killed run's temporaries are swept
         # The artifacts are built inside the repository (not in /tmp, which a killed run would litter),
         # in a hidden, non-numeric folder of the first model's entry: no server takes it for a model or a version.
-        entry = out / names[0]
+        specs = [layout.resolve_spec(n) for n in names]
+        entry = out / specs[0].name
         made = not entry.exists()
         tmp = claim(entry, "artifacts")
         try:
@@ -143,8 +145,8 @@ def export_layout(
             _, report = export_models(names, tmp, opset, verify, progress, allow_uncovered, runtimes, require,
                                       allow_insensitive)
             if report is None or report:
-                for name in names:
-                    write(get_spec(name), tmp / name, out)
+                for spec in specs:
+                    write(spec, tmp / spec.name, out)
                 progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
         except OSError as e:
             raise UserError(f"{e.filename or out}: cannot write the model repository here ({e.strerror})") from None

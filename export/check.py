@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ModelSpec, get_spec
+from tf_parity_export.models import ModelSpec
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.compare import compare_output
 
@@ -47,8 +47,8 @@ def check_models(names: list[str], out: Path = Path("artifacts"), opset: int = D
         export_models(names, fresh, opset, verify=False)
         diffs = []
         cards_alike = {}
-        for name in names:
-            spec = get_spec(name)
+        for spec in [layout.resolve_spec(n) for n in names]:
+            name = spec.name
             want, have = _files(fresh / name), _files(out / name)
             cards_alike[name] = True
             for rel in sorted(want.keys() | have.keys()):
@@ -65,7 +65,7 @@ def check_models(names: list[str], out: Path = Path("artifacts"), opset: int = D
             have_index = json.loads((out / layout.INDEX).read_text())
         except (OSError, ValueError):
             have_index = {}
-        stale = [n for n in names if not _same_entry(have_index.get("models", {}).get(n), want_index["models"][n],
+        stale = [n for n in cards_alike if not _same_entry(have_index.get("models", {}).get(n), want_index["models"][n],
                                                      cards_alike[n])]
         if stale or have_index.get("versions") != want_index["versions"]:
             diffs.append(f"{out / layout.INDEX}: differs from a fresh export ({', '.join(stale) or 'versions'})")

@@ -84,6 +84,7 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
         model = convert(catch_errors=True)
     del frozen
     give_back()
+    _order_outputs(model, spec)
     _name_batch_dims(model, spec)
     replace_erfc(model.graph)
     slim(model)
@@ -140,6 +141,16 @@ def replace_erfc(graph: Any) -> int:
         del graph.node[:]
         graph.node.extend(nodes)
     return count
+
+
+def _order_outputs(model: Any, spec: ModelSpec) -> None:
+    """List the graph's outputs in the spec's order: TensorFlow flattens the serving function's
+    dict of outputs in key order, so ("value", "class_probs") came out the other way round."""
+    order = {t.name: i for i, t in enumerate(spec.outputs)}
+    outputs = sorted(model.graph.output, key=lambda v: order.get(v.name, len(order)))
+    copies = [type(v).FromString(v.SerializeToString()) for v in outputs]
+    del model.graph.output[:]
+    model.graph.output.extend(copies)
 
 
 def _name_batch_dims(model: Any, spec: ModelSpec) -> None:

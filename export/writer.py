@@ -86,6 +86,8 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
                          **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
         with _stage(spec, "test data"):
             test_data = _write_test_data(tmp, spec, model, cases)
+        if spec.source is not None and spec.source.to_json()["file"]:  # a model file: its copy rebuilds the reference
+            shutil.copyfile(spec.source.path, tmp / spec.source.to_json()["file"])
         card = {
             "schema": layout.SCHEMA_VERSION,
             "name": spec.name,
@@ -96,6 +98,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "parameters": int(model.count_params()),
             "versions": tool_versions(env),
             "formats": {"litert": litert},
+            **({"source": spec.source.to_json()} if spec.source is not None else {}),
             "test_data": test_data,
             "files": layout.hash_tree(tmp),
         }

@@ -66,10 +66,12 @@ class ModelSpec:
         probe: optional "module:function" that takes the built model and
             returns a probe measuring which control-flow path an input takes.
         seed: the default weight seed.
+        source: for a model read from a file (`models/from_file.py`), where it
+            came from; its builder is then a callable that loads the file.
     """
 
     name: str
-    builder: str
+    builder: str | Callable[[int], Any]
     summary: str
     inputs: tuple[TensorSig, ...]
     outputs: tuple[TensorSig, ...]
@@ -78,10 +80,12 @@ class ModelSpec:
     control_flow: tuple[str, ...] = ()
     probe: str | None = None
     seed: int = 0
+    source: Any = None
 
     def build(self, seed: int | None = None) -> Any:
         """Build the Keras model with deterministic weights (imports TensorFlow)."""
-        return _resolve(self.builder)(self.seed if seed is None else seed)
+        builder = self.builder if callable(self.builder) else _resolve(self.builder)
+        return builder(self.seed if seed is None else seed)
 
     def input_signature(self, batch: int | None = None) -> list[Any]:
         """The `tf.TensorSpec`s of the serving signature (`batch`: a fixed batch size instead of None)."""

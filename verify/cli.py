@@ -78,19 +78,30 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class ModelName(click.ParamType):
     """A registered model name. Plugins load only when a name is not a seed
-    model, so `--help` (and `export-models mlp`) never import them."""
+    model, so `--help` (and `export-models mlp`) never import them.
+
+    `files`: also a model file or SavedModel folder (export-models), or the name
+    of a model exported from one, which the artifacts folder resolves later
+    (verify-models: `resolve_names`)."""
 
     name = "model"
+
+    def __init__(self, files: str = "") -> None:
+        self.files = files  # "export": paths too; "verify": names checked against --artifacts later
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "MODEL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from tf_parity_export.models.from_file import file_format
+
         if value not in MODELS:
             load_plugins()
-        if value not in MODELS:
+        later = self.files == "verify" and "/" not in value
+        if value not in MODELS and not later and not (self.files == "export" and file_format(value) is not None):
             known = ", ".join(repr(n) for n in sorted(MODELS))
-            self.fail(f"{value!r} is not one of {known} (export-models --list shows them)", param, ctx)
+            self.fail(f"{value!r} is not one of {known} (export-models --list shows them; a model file is a "
+                      "path to a .keras or .h5 file or a SavedModel folder)", param, ctx)
         return value
 
 
@@ -152,8 +163,9 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, type=ModelName())
-@click.option("--all", "all_", is_flag=True, help="Verify every registered model (plugins' included).")
+@click.argument("names", nargs=-1, type=ModelName(files="verify"))
+@click.option("--all", "all_", is_flag=True, help="Verify every registered model (plugins' included) and every "
+              "model in the artifacts folder exported from a model file.")
 @click.option("--artifacts", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder written by export-models.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -179,7 +191,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     the reloaded SavedModel and ONNX runtimes, and compares every output.
     Exit 0: all agreed; 1: a mismatch or a bad artifact/input; 2: usage.
     """
-    chosen = pick_names(names, all_)
+    chosen = resolve_names(pick_names(names, all_), artifacts, all_)
     runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
     if inputs is not None and not inputs.is_file():
@@ -200,6 +212,21 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered,
                          allow_insensitive=allow_insensitive),
            json_path, artifacts, broken_plugins(all_), tolerances)
+
+
+def resolve_names(names: list[str], artifacts: Path, all_: bool) -> list[str]:
+    """The names to verify: registered ones, and models in `artifacts` exported from a model file
+    (with --all, every one of those too); any other name is a usage error listing the known ones."""
+    from .layout import file_models
+
+    from_files = file_models(artifacts)
+    unknown = [n for n in names if n not in MODELS and n not in from_files]
+    if unknown:
+        known = ", ".join(repr(n) for n in sorted({*MODELS, *from_files}))
+        raise click.BadParameter(f"{unknown[0]!r} is not one of {known} (export-models --list shows the registered "
+                                 f"ones; models exported from a file are the folders in {artifacts}/)",
+                                 param_hint="'NAMES...'")
+    return [*names, *(n for n in from_files if n not in names)] if all_ else names
 
 
 def parse_providers(text: str | None) -> list[str] | None:

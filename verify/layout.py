@@ -179,6 +179,41 @@ def hash_tree(folder: Path) -> dict[str, str]:
     }
 
 
+def resolve_spec(model: Any, artifacts: Path | None = None) -> Any:
+    """The ModelSpec for `model`: a spec as given, a registered name's, or, for a model exported
+    from a file (`export-models m.keras`), the one its folder's card records."""
+    from tf_parity_export.models import ModelSpec, UnknownModelError, get_spec
+    from tf_parity_export.models.from_file import spec_from_card
+
+    if isinstance(model, ModelSpec):
+        return model
+    try:
+        return get_spec(model)
+    except UnknownModelError:
+        folder = Path(artifacts) / model if artifacts is not None and _confined(str(model)) else None
+        try:
+            card = read_json(folder / CARD) if folder is not None else None
+        except (OSError, ValueError):
+            card = None
+        spec = spec_from_card(model, folder, card) if isinstance(card, dict) else None
+        if spec is None:
+            raise
+        return spec
+
+
+def file_models(artifacts: Path) -> list[str]:
+    """The models in `artifacts` exported from a file (their cards record a source), by name."""
+    found = []
+    for folder in sorted(Path(artifacts).iterdir()) if Path(artifacts).is_dir() else []:
+        try:
+            card = read_json(folder / CARD) if folder.is_dir() and not folder.name.startswith(".") else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(card, dict) and isinstance(card.get("source"), dict):
+            found.append(folder.name)
+    return found
+
+
 def _read_artifact_json(path: Path, name: str, missing: str, fix: str) -> Any:
     """`read_json(path)`, with a missing or unreadable file as one line naming the model and the fix."""
     try:
@@ -211,6 +246,11 @@ def read_card(folder: Path, name: str) -> dict[str, Any]:
     entries = card.get("test_data", [])
     if not isinstance(entries, list):
         raise bad("test_data", "a list")
+    source = card.get("source")
+    if source is not None and not (isinstance(source, dict) and source.get("format") in ("keras", "h5", "saved_model")
+                                   and isinstance(source.get("custom_modules", []), list)
+                                   and all(isinstance(m, str) for m in source.get("custom_modules", []))):
+        raise bad("source", 'an object with "format" keras, h5 or saved_model and a list of "custom_modules"')
     formats = card.get("formats", {})
     if not isinstance(formats, dict):
         raise bad("formats", "an object")
@@ -274,7 +314,10 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
         raise ArtifactError(f"{name}: {unlisted[0]} is in the model folder but not listed in card.json "
                             f"(unhashed); remove it or {fix}")
     deployed = [file for fmt, file in DEPLOYMENT_FORMATS.items() if format_state(card, fmt)["status"] == "ok"]
-    for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb", *deployed):
+    from tf_parity_export.models.from_file import SOURCE_FILES
+
+    source = SOURCE_FILES.get((card.get("source") or {}).get("format"))  # a model file's copy rebuilds it
+    for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb", *deployed, *([source] if source else [])):
         if required not in files:
             raise ArtifactError(f"{name}: card.json does not list {required}; {fix}")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError, get_spec
+from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError
 from tf_parity_export.models.errors import first_reason
 
 from . import layout
@@ -478,7 +478,8 @@ def verify_models(
     """Verify the named models' artifacts under `artifacts`.
 
     Args:
-        names: registry names.
+        names: registry names, names of models exported from a file (their folder's card
+            says how to rebuild them), or ModelSpecs.
         artifacts: the folder `export-models` wrote.
         runtimes: runtime names (see `verify.runtimes.RUNTIMES`); None means
             all; an empty list is a ValueError (nothing would be compared).
@@ -508,7 +509,7 @@ def verify_models(
     from tf_parity_export.models.lazy_tf import tensorflow_available
 
     start = time.perf_counter()
-    specs = [get_spec(n) for n in names]
+    specs = [layout.resolve_spec(n, artifacts) for n in names]
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
     chosen += [r for r in require if r not in chosen]
