@@ -169,10 +169,11 @@ def list_models() -> None:
     from tf_parity_export.models import plugins
 
     errors = load_plugins()
+    width = max(map(len, MODELS), default=0)  # the summaries line up whatever the longest name
     for name, spec in MODELS.items():
         where = plugins.origin(name)
         source = f"  [plugin: {where.distribution}, entry point {where.entry_point}]" if where else ""
-        click.echo(f"{name:16} {spec.summary}{source}")
+        click.echo(f"{name:{width}}  {spec.summary}{source}")
     if errors:
         raise UserError("\n".join(line for _, line in errors))
 

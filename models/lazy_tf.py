@@ -49,17 +49,27 @@ def quiet_stderr(replay: bool = True) -> Iterator[None]:
             os.close(saved)
 
 
-def import_tensorflow() -> ModuleType:
-    """Return the `tensorflow` module, imported once with its log noise muted."""
-    global _tf
-    if _tf is not None:
-        return _tf
+def quiet_environment() -> None:
+    """Set, before anything imports TensorFlow, what keeps its C++ side quiet for the process's life.
+
+    TensorFlow reads these once, when it first logs; a plugin module that imports it
+    at its top (as real plugins do) would otherwise bring back its start-up lines
+    and later "failed call to cuInit" lines. Called before plugins and model files load.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     # oneDNN's allocator otherwise keeps a pool as large as the biggest batch
     # ever run (600 MB after a million rows through chimera) for the life of the
     # process; the system allocator gives it back. Allocation only: same numbers.
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+
+
+def import_tensorflow() -> ModuleType:
+    """Return the `tensorflow` module, imported once with its log noise muted."""
+    global _tf
+    if _tf is not None:
+        return _tf
+    quiet_environment()
     with quiet_stderr():
         import tensorflow as tf  # noqa: PLC0415 (lazy on purpose)
     tf.get_logger().setLevel(logging.ERROR)

@@ -61,11 +61,20 @@ def _dist(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def load(registry: dict[str, ModelSpec]) -> None:
-    """Import every entry point and add its specs to `registry`; record the broken ones in ERRORS."""
+    """Import every entry point and add its specs to `registry`; record the broken ones in ERRORS.
+
+    A plugin module that imports TensorFlow at its top imports it here: the process's TF
+    logging settings are made first, and the C++ lines of that import are dropped.
+    """
+    from .lazy_tf import quiet_environment, quiet_stderr
+
+    quiet_environment()
     for ep in entry_points():
         origin = Origin(ep.name, ep.value, _dist(ep))
         try:
-            specs = _specs(ep.load(), ep.name)
+            with quiet_stderr(replay=False):
+                loaded = ep.load()
+            specs = _specs(loaded, ep.name)
             for spec in specs:
                 check_spec(spec)
         except PluginError as e:
