@@ -191,4 +191,26 @@ def insensitivity(values: list[np.ndarray], atol: float, rtol: float, batched: b
     if count < 2 or not (low <= high).all():
         return None  # one value always matches itself; or some position moves
     spread = float((top - bottom).max())
-    return {"spread": spread, "rows": count, "atol": atol, "rtol": rtol}
+    return {"kind": "constant", "spread": spread, "rows": count, "atol": atol, "rtol": rtol}
+
+
+def vanishing(values: list[np.ndarray], floor: float) -> dict[str, Any] | None:
+    """Whether an output has vanished: its largest magnitude over every case is below `floor`,
+    float32's resolution at the inputs' scale (eps x the largest input). An untrained network
+    whose activations shrink layer after layer ends there (MobileNetV2's logits near 1e-14): the
+    values still differ from input to input, but they are what is left after the signal died,
+    and comparing them relatively (atol=0) measures the runtimes' rounding, nothing else.
+
+    Returns:
+        None when some value reaches `floor`; else {"kind": "vanishing", "largest", "floor", "rows"}.
+    """
+    largest, rows = 0.0, 0
+    for value in values:
+        value = np.asarray(value)
+        if not value.size or not np.isfinite(value).all():
+            return None
+        largest = max(largest, float(np.abs(value).max()))
+        rows += value.shape[0] if value.ndim else 1
+    if rows < 2 or largest >= floor:
+        return None
+    return {"kind": "vanishing", "largest": largest, "floor": floor, "rows": rows}

@@ -308,7 +308,22 @@ def _model_section(model: dict[str, Any], runtimes: list[str]) -> str:
     cov_line = ("coverage: " + ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)"
                                          for need, hits in coverage.items())) if coverage else ""
     notes = f"<p class='small muted'>{_e(check_line)}{'<br>' + _e(cov_line) if cov_line else ''}</p>"
+    insensitive = model.get("insensitive") or {}
+    if isinstance(insensitive, dict) and insensitive:
+        from .verifier import insensitive_line
+
+        accepted = " (accepted: --allow-insensitive)" if model.get("allow_insensitive") else ""
+        notes += "".join(f"<p class='small'><b>parity proves nothing here</b>: {_e(insensitive_line(name, out, info))}"
+                         f"{accepted}</p>" for out, info in insensitive.items() if _safe_info(info))
     return head + f"<div class='row'>{''.join(body)}</div>{notes}</div>"
+
+
+def _safe_info(info: Any) -> bool:
+    """An insensitivity record with the numbers its line needs (a report is input too)."""
+    if not isinstance(info, dict):
+        return False
+    keys = ("largest", "floor", "rows") if info.get("kind") == "vanishing" else ("spread", "rows", "atol", "rtol")
+    return all(isinstance(info.get(k), (int, float)) for k in keys)
 
 
 def _case_grid(model: dict[str, Any], runtimes: list[str]) -> str:

@@ -86,6 +86,9 @@ class ModelReport:
         if self.error:
             return [self.error]
         lines = [f"{self.model}: structure check {c.name} failed: {c.detail}" for c in self.checks if not c.passed]
+        if not self.allow_insensitive:  # first: it explains any mismatches on that output below
+            lines += [insensitive_line(self.model, name, info) + " (--allow-insensitive to accept)"
+                      for name, info in self.insensitive.items()]
         lines += [f"{self.model}/{rt}: {state}" for rt, state in self.runtimes.items()
                   if state.startswith("error") or (rt in required and state != "ran")]
         for r in self.results:
@@ -99,9 +102,6 @@ class ModelReport:
         if not self.allow_uncovered:
             lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                       for need, hits in self.coverage.items() if not hits]
-        if not self.allow_insensitive:
-            lines += [insensitive_line(self.model, name, info) + " (--allow-insensitive to accept)"
-                      for name, info in self.insensitive.items()]
         counted = [c for c in self.cases if c["kind"] not in APART]
         if self.cases and not counted and self.results:
             kinds = sorted({APART[c["kind"]] for c in self.cases})
@@ -142,7 +142,11 @@ class Report:
 
 
 def insensitive_line(model: str, output: str, info: dict[str, Any]) -> str:
-    """The one line that says an output never moved, with its spread against its tolerance."""
+    """The one line that says an output never moved (its spread against its tolerance) or vanished."""
+    if info.get("kind") == "vanishing":
+        return (f"{model}: output {output!r} has vanished: over {info['rows']} rows its largest magnitude is "
+                f"{info['largest']:.3g}, below float32's resolution at the inputs' scale ({info['floor']:.3g}), so "
+                "comparing it measures rounding; parity on it proves nothing")
     return (f"{model}: output {output!r} does not move: over {info['rows']} rows every element stays within "
             f"atol={info['atol']:g} / rtol={info['rtol']:g} of one value (largest spread {info['spread']:.3g}), so "
             "any runtime returning that constant would pass; parity on it proves nothing")
@@ -289,8 +293,10 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
     else:
         expected = {s.case.name: s.expected for s in stored}
+    extra = [s for s in stored if s.case.name not in {c.name for c in cases}]
     report.insensitive = _insensitive(spec, [expected[c.name] for c in cases if c.name not in apart],
-                                      [s.expected for s in stored if s.case.name not in {c.name for c in cases}])
+                                      [s.expected for s in extra],
+                                      [c.feed for c in cases if c.name not in apart] + [s.case.feed for s in extra])
     required = required or {}
     for name in runtimes:
         try:
@@ -374,18 +380,22 @@ def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]
             continue
 
 
-def _insensitive(spec: ModelSpec, counted: list[dict[str, np.ndarray]],
-                 stored: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
+def _insensitive(spec: ModelSpec, counted: list[dict[str, np.ndarray]], stored: list[dict[str, np.ndarray]],
+                 feeds: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
     """The outputs whose reference values never move over the counted cases and the stored test
-    data (compare.insensitivity). Nothing when no case was counted: that fails on its own."""
-    from .compare import insensitivity
+    data (compare.insensitivity), or have vanished below float32's resolution at the scale of
+    the inputs `feeds` (compare.vanishing). Nothing when no case was counted: that fails on its own."""
+    from .compare import insensitivity, vanishing
 
     if not counted:
         return {}
+    scale = max([1.0, *(float(np.abs(v).max()) for feed in feeds for k, v in feed.items()
+                        if v.size and np.issubdtype(v.dtype, np.floating) and np.isfinite(v).all())])
+    floor = float(np.finfo(np.float32).eps) * scale
     found = {}
     for sig in spec.outputs:
-        info = insensitivity([e[sig.name] for e in [*counted, *stored]], spec.atol, spec.rtol,
-                             batched=sig.shape[:1] == (None,))
+        values = [e[sig.name] for e in [*counted, *stored]]
+        info = insensitivity(values, spec.atol, spec.rtol, batched=sig.shape[:1] == (None,)) or vanishing(values, floor)
         if info is not None:
             found[sig.name] = info
     return found

@@ -259,7 +259,7 @@ def test_an_output_is_insensitive_only_where_one_constant_passes_at_every_positi
 
     flat = [np.full((3, 2), 0.5, np.float32), np.full((2, 2), 0.5 + 4e-6, np.float32)]
     info = insensitivity(flat, 1e-5, 0.0)
-    assert info == {"spread": pytest.approx(4e-6, rel=1e-2), "rows": 5, "atol": 1e-5, "rtol": 0.0}  # float32 0.5 + 4e-6
+    assert info == {"kind": "constant", "spread": pytest.approx(4e-6, rel=1e-2), "rows": 5, "atol": 1e-5, "rtol": 0.0}  # float32 0.5 + 4e-6
     # spread 3e-5 > 2 atol: no single value is within atol of both ends
     assert insensitivity([np.array([[0.0], [3e-5]], np.float32)], 1e-5, 0.0) is None
     # exactly 2 atol apart: the midpoint passes against both
@@ -286,3 +286,15 @@ def test_insensitivity_reads_large_outputs_in_blocks():
     assert insensitivity([big], 1e-5, 1e-5) is None
     big[150_000, 1] = 0.0
     assert insensitivity([big], 1e-5, 1e-5)["rows"] == 200_000
+
+
+def test_an_output_below_float32s_resolution_at_the_inputs_scale_has_vanished():
+    from tf_parity_export.verify.compare import vanishing
+
+    eps = float(np.finfo(np.float32).eps)
+    tiny = [np.array([[1e-14, -3e-14]], np.float32), np.array([[2e-14, 5e-15], [1e-15, 0.0]], np.float32)]
+    assert vanishing(tiny, eps) == {"kind": "vanishing", "largest": pytest.approx(3e-14, rel=1e-6), "floor": eps,
+                                    "rows": 3}
+    assert vanishing([*tiny, np.array([[eps, 0.0]], np.float32)], eps) is None  # one value at the floor: alive
+    assert vanishing([np.float32(1e-20)], eps) is None  # a single value shows nothing
+    assert vanishing([np.array([[np.nan], [0.0]])], eps) is None

@@ -1,0 +1,1 @@
+"""keras.applications architectures at random initialisation, calibrated to be testable."""
