@@ -23,6 +23,7 @@ from tf_parity_export.models import ModelSpec, UserError
 from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
+from tf_parity_export.verify.localize.artifact import record as record_sources
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
 from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import tool_versions
@@ -57,11 +58,12 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         model.save_weights(str(tmp / layout.WEIGHTS))
         export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
         export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE)
-        export_onnx(fn, spec, tmp / layout.ONNX, opset)
+        onnx_export = export_onnx(fn, spec, tmp / layout.ONNX, opset)
         cases, uncovered = _coverage_inputs(spec, model, tmp / layout.ONNX)
         if cases:
             np.savez(tmp / layout.CASES, **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
         test_data = _write_test_data(tmp, spec, model, cases)
+        record_sources(tmp, spec, onnx_export, test_data[0]["case"] if test_data else None)  # for localizing later
         card = {
             "schema": layout.SCHEMA_VERSION,
             "name": spec.name,

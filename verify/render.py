@@ -75,6 +75,7 @@ def table(report: Report, tolerances: bool = False) -> str:
                              f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "
                              f"{c['path']['iterations']}-iteration cap (the seed's loop never ends on this input); "
                              "reported, not counted as a pass")
+    notes += [loc.line(m.model) for m in report.models for loc in m.localization.values()]
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")

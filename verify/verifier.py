@@ -75,6 +75,7 @@ class ModelReport:
     graph_sites: list[Any] = field(default_factory=list)
     graph_paths: dict[str, Any] = field(default_factory=dict)
     allow_uncovered: bool = False
+    localization: dict[str, Any] = field(default_factory=dict)  # runtime -> verify.localize.Localization
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
         """One line per problem; empty when this model passed."""
@@ -108,7 +109,8 @@ class ModelReport:
                 "allow_uncovered": self.allow_uncovered,
                 "graph_coverage": {"nodes": [s.to_json() for s in self.graph_sites],
                                    "cases": {k: p.to_json() for k, p in self.graph_paths.items()}},
-                "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
+                "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results],
+                "localization": {rt: loc.to_json() for rt, loc in self.localization.items()}}
 
 
 @dataclass
@@ -180,7 +182,8 @@ def stored_cases(folder: Path, name: str = "") -> list[Case]:
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
                  with_tf: bool = True, prebuilt: Any = None, required: dict[str, float | None] | None = None,
-                 scope: RunScope | None = None) -> ModelReport:
+                 scope: RunScope | None = None, localize: list[str] | None = None,
+                 repro_root: Path | None = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
     Nothing in the folder is parsed or loaded before every integrity check
@@ -195,10 +198,15 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     TensorFlow, the stored test data sets are replayed: their outputs, TF
     eager's at export time, are the reference. Services the runtimes share
     (the browser) come from `scope`; without one they are stopped on return.
+
+    Every runtime outside the tolerance on some case, and those in `localize`
+    (an empty list: all that ran), are then localized (verify/localize): where
+    in the graph they depart from TensorFlow; repros go under `repro_root`.
     """
     if scope is None:
         with RunScope() as own:
-            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own)
+            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own, localize,
+                                repro_root)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.check_folder(folder.parent, folder.name)
@@ -275,6 +283,9 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                 r.status = "measured"
         report.results += results
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
+    from .localize import localize_model
+
+    report.localization = localize_model(report, subject, cases, expected, localize, repro_root)
     return report
 
 
@@ -410,6 +421,8 @@ def verify_models(
     require: dict[str, float | None] | None = None,
     allow_uncovered: bool = False,
     scope: RunScope | None = None,
+    localize: list[str] | None = None,
+    repro_root: Path | None = None,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -432,6 +445,10 @@ def verify_models(
             failing on them.
         scope: the services the runtimes share (the browser), to use and
             leave running; by default the run starts and stops its own.
+        localize: runtimes to localize even if they agree (an empty list:
+            every runtime that ran); those outside the tolerance always are.
+        repro_root: where localization writes repro folders
+            (`<repro_root>/<model>/<runtime>/`); default `artifacts/repro`.
 
     Without TensorFlow (an environment with only onnxruntime and onnx), the
     stored test data sets are replayed on the ONNX runtimes instead.
@@ -445,7 +462,7 @@ def verify_models(
     specs = [get_spec(n) for n in names]
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
-    chosen += [r for r in require if r not in chosen]
+    chosen += [r for r in [*require, *(localize or [])] if r not in chosen]
     if not chosen:
         raise ValueError("verify_models needs at least one runtime to compare (runtimes=None means all)")
     required = {**{r: None for r in (runtimes or [])}, **require}
@@ -457,8 +474,9 @@ def verify_models(
         if scope is None:  # one browser for every model; stopped here, also on Ctrl-C
             scope = stack.enter_context(RunScope())
         warm_up(scope, chosen)  # the browser starts while the reference models are built
+        repro_root = Path(artifacts) / layout.REPRO if repro_root is None else Path(repro_root)
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
-                                prebuilt.get(s.name), required, scope) for s in specs]
+                                prebuilt.get(s.name), required, scope, localize, repro_root) for s in specs]
         services = scope.environment()  # e.g. the browser's version
     for r in reports:
         r.allow_uncovered = allow_uncovered

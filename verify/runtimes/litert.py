@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from tf_parity_export.models import ArtifactError
@@ -14,15 +16,22 @@ from .base import FnRuntime, Subject, Unavailable
 INSTALL = "pip install 'tf-parity-export[litert]' (ai-edge-litert)"
 
 
-def load(subject: Subject) -> FnRuntime:
-    """Run the "serving_default" signature with LiteRT's default CPU setup (XNNPACK, float32)."""
+def load(subject: Subject, preserve_all_tensors: bool = False) -> FnRuntime:
+    """Run the "serving_default" signature with LiteRT's default CPU setup (XNNPACK, float32).
+
+    `preserve_all_tensors` keeps every intermediate tensor readable after a run
+    (`runtime.interpreter.get_tensor`), for localization; it costs memory.
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise Unavailable(f"ai-edge-litert is not installed ({INSTALL})") from None
     spec = subject.spec
     try:
-        interpreter = Interpreter(model_path=str(subject.folder / TFLITE))
+        with warnings.catch_warnings():  # preserving says "intended for debugging purposes only": it is
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = Interpreter(model_path=str(subject.folder / TFLITE),
+                                      experimental_preserve_all_tensors=preserve_all_tensors)
         signatures = interpreter.get_signature_list()
     except (ValueError, RuntimeError) as e:
         raise ArtifactError(f"{spec.name}: {TFLITE} cannot be loaded by LiteRT ({str(e).strip().splitlines()[0]})") from None
@@ -38,7 +47,9 @@ def load(subject: Subject) -> FnRuntime:
         # The runner resizes the dynamic batch itself; copy out of the interpreter's buffers.
         return {k: np.array(v) for k, v in runner(**feed).items()}
 
-    return FnRuntime("litert", infer, checks)
+    runtime = FnRuntime("litert", infer, checks)
+    runtime.interpreter = interpreter  # type: ignore[attr-defined]  (localization reads its tensors)
+    return runtime
 
 
 def _missing_signature(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
