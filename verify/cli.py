@@ -196,6 +196,8 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}", param_hint="--localize")
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
+    if bench and localize is not None:
+        raise click.UsageError("--localize compares a verification's tensors; it does not apply to --bench")
     if bench:
         from .bench import benchmark, table
         from .layout import write_json

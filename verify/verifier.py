@@ -264,9 +264,10 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     else:
         expected = {s.case.name: s.expected for s in stored}
     required = required or {}
+    loaded = {}  # kept for localization, which reruns a runtime as it was verified
     for name in runtimes:
         try:
-            runtime = RUNTIMES[name](subject)
+            runtime = loaded[name] = RUNTIMES[name](subject)
         except Unavailable as e:
             report.runtimes[name] = f"unavailable: {e}"
             continue
@@ -285,7 +286,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
     from .localize import localize_model
 
-    report.localization = localize_model(report, subject, cases, expected, localize, repro_root)
+    report.localization = localize_model(report, subject, cases, expected, localize, repro_root, loaded)
     return report
 
 

@@ -26,7 +26,7 @@ NOT_TESTED = "born or inherited not tested (LiteRT cannot run one op alone here)
 def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
     """Fill `result` (a `Localization`) for LiteRT: the curve over its ops, the first divergence."""
     runtime = litert_runtime.load(ctx.subject, preserve_all_tensors=True)
-    plain = litert_runtime.load(ctx.subject)
+    plain = ctx.runtime(result.runtime)
     interpreter = runtime.interpreter
     ops = [op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]  # the loader's own call
     details = {d["index"]: d for d in interpreter.get_tensor_details()}

@@ -96,7 +96,7 @@ class Localization:
     first: dict[str, Any] | None = None
     born_at: dict[str, Any] | None = None
     repro: str | None = None
-    outputs_unchanged: bool | None = None
+    outputs_moved: float | None = None  # how far the outputs moved when the intermediates were exposed (0: not at all)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -120,8 +120,8 @@ class Localization:
                 text += f", {f.get('born_note') or 'born or inherited not tested'}"
             if self.repro:
                 text += f"; repro: {self.repro}"
-        if self.outputs_unchanged is False:
-            text += "; NOTE: its outputs changed when the intermediates were exposed"
+        if self.outputs_moved:
+            text += f"; with the intermediates exposed its outputs moved by up to {self.outputs_moved:.2g}"
         return text
 
     def line(self, model: str) -> str:
@@ -148,7 +148,8 @@ def runtimes_to_localize(runtimes: dict[str, str], results: list[Any], asked: li
 
 
 def localize_model(report: Any, subject: Subject, cases: list[Case], expected: dict[str, dict[str, np.ndarray]],
-                   asked: list[str] | None, repro_root: Path | None) -> dict[str, Localization]:
+                   asked: list[str] | None, repro_root: Path | None,
+                   loaded: dict[str, Any] | None = None) -> dict[str, Localization]:
     """Localize every runtime `runtimes_to_localize` picks for one verified model.
 
     Args:
@@ -157,11 +158,12 @@ def localize_model(report: Any, subject: Subject, cases: list[Case], expected: d
         cases: the cases the verifier ran; `expected`: the reference outputs per case.
         asked: runtimes to localize even if they agree (None: only those outside the tolerance; []: all).
         repro_root: where repro folders go (`<root>/<model>/<runtime>/`); None: nowhere.
+        loaded: the runtimes as the verifier loaded them (reloaded where missing).
     """
     chosen = runtimes_to_localize(report.runtimes, report.results, asked)
     if not chosen:
         return {}
-    context = _Context(report, subject, cases, expected, repro_root)
+    context = _Context(report, subject, cases, expected, repro_root, loaded or {})
     try:
         return {rt: context.localize(rt) for rt in chosen}
     finally:
@@ -172,9 +174,10 @@ class _Context:
     """What the runtimes of one model share: the tensor map, the references, the ONNX graph."""
 
     def __init__(self, report: Any, subject: Subject, cases: list[Case], expected: dict[str, dict[str, np.ndarray]],
-                 repro_root: Path | None) -> None:
+                 repro_root: Path | None, loaded: dict[str, Any]) -> None:
         self.report, self.subject, self.spec = report, subject, subject.spec
-        self.cases, self.expected, self.repro_root = cases, expected, repro_root
+        self.cases, self.expected, self.repro_root, self.loaded = cases, expected, repro_root, loaded
+        self._tmp: tempfile.TemporaryDirectory | None = None
         folder = subject.folder
         card = layout.read_card(folder, self.spec.name)  # checked by the verifier before anything ran
         self.sources: Sources | None = read_sources(folder, self.spec.name, card)
@@ -187,6 +190,26 @@ class _Context:
     def close(self) -> None:
         if self._live is not None:
             self._live.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def scratch(self, model: Any) -> Subject:
+        """A subject whose folder holds `model` as model.onnx, for the runtimes' own loaders.
+
+        Each model gets a folder of its own (Node and the browser keep a
+        session per path); all are removed when this model is done."""
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tf-parity-localize-")
+        folder = Path(self._tmp.name) / str(len(list(Path(self._tmp.name).iterdir())))
+        folder.mkdir()
+        _save(model, folder)
+        return Subject(self.spec, folder, self.subject.model, self.subject.scope)
+
+    def runtime(self, name: str) -> Any:
+        """The runtime as the verifier loaded it (or loaded again)."""
+        if name not in self.loaded:
+            self.loaded[name] = RUNTIMES[name](self.subject)
+        return self.loaded[name]
 
     # ------------------------------------------------------------------ choosing cases and reference
 
@@ -289,13 +312,9 @@ class _Context:
                                       "stored values' size cap)")
             else:
                 candidates[p.tensor] = found
-        with tempfile.TemporaryDirectory(prefix="tf-parity-localize-") as tmp:
-            exposed = onnx_graph.with_outputs(model, list(candidates), self.types)
-            _save(exposed, Path(tmp))
-            subject = Subject(self.spec, Path(tmp), self.subject.model, self.subject.scope)
-            instrumented = RUNTIMES[result.runtime](subject)
-            plain = RUNTIMES[result.runtime](self.subject)
-            pairs = self._compare_cases(result, ref, cases, instrumented, plain, candidates)
+        instrumented = RUNTIMES[result.runtime](self.scratch(onnx_graph.with_outputs(model, list(candidates), self.types)))
+        pairs = self._compare_cases(result, ref, cases, instrumented, self.runtime(result.runtime), candidates)
+        del instrumented
         self._finish(result, pairs, ref, cases)
 
     def _compare_cases(self, result: Localization, ref: Any, cases: list[Case], runtime: Any, plain: Any,
@@ -303,6 +322,7 @@ class _Context:
         """Run each case, compare every exposed tensor, keep each tensor's worst case; one case in memory at a time."""
         worst: dict[str, dict[str, Any]] = {}
         by_tensor = {p.tensor: p for p in self.produced}
+        missing: set[str] = set()
         for case in cases:
             values = ref.values(case)
             try:
@@ -314,6 +334,7 @@ class _Context:
             out_scale = self.outputs_scale(case)
             for tensor, names in candidates.items():
                 if tensor not in got:
+                    missing.add(tensor)
                     continue
                 found = best_match(np.asarray(got[tensor]), {n: values[n] for n in names if n in values},
                                    self.spec.atol, self.tolerance(tensor, case), out_scale)
@@ -325,21 +346,22 @@ class _Context:
                 worst[tensor].setdefault("shapes", {})[case.name] = (tf_name, lay, tuple(np.shape(got[tensor])))
             del values, got, own
         for tensor in candidates:
-            if tensor not in worst:
-                _unmatched(result, by_tensor[tensor], "the runtime did not return it, or no layout of its TF "
-                                                      f"candidates {candidates[tensor]} fits its shape")
+            if tensor in missing:
+                _unmatched(result, by_tensor[tensor], "the runtime did not return it as an output")
+            elif tensor not in worst:
+                _unmatched(result, by_tensor[tensor], f"no layout of its TF candidates {candidates[tensor]} "
+                                                      "fits its shape")
         return worst
 
     def _check_outputs(self, result: Localization, case: Case, got: dict[str, Any], own: dict[str, Any]) -> None:
         """The model's outputs with the intermediates exposed must be the runtime's own, bit for bit."""
-        changed = [t.name for t in self.spec.outputs
-                   if not _same(np.asarray(got.get(t.name)), np.asarray(own.get(t.name)))]
-        if changed:
-            result.outputs_unchanged = False
-            result.notes.append(f"case {case.name}: output(s) {changed} differ when the intermediates are exposed "
-                                "(the runtime fused or ordered work differently); the curve is of the exposed run")
-        elif result.outputs_unchanged is None:
-            result.outputs_unchanged = True
+        changed = {t.name: _difference(got.get(t.name), own.get(t.name)) for t in self.spec.outputs}
+        moved = max(changed.values(), default=0.0)
+        result.outputs_moved = max(result.outputs_moved or 0.0, moved)
+        if moved:
+            result.notes.append(f"case {case.name}: with the intermediates exposed, the outputs differ from the "
+                                f"runtime's own by up to {', '.join(f'{v:.3g} ({k})' for k, v in changed.items() if v)} "
+                                "(it fused or ordered work differently); the curve is of the exposed run")
 
     def _finish(self, result: Localization, worst: dict[str, dict[str, Any]], ref: Any, cases: list[Case]) -> None:
         """One match per TF tensor (the closest), the curve in graph order, the first divergence, born or not."""
@@ -383,10 +405,12 @@ class _Context:
         small, feed = onnx_graph.minimal_model(self.onnx, point.index, point.tensor, known, self.types)
         tf_name, lay, shape = chosen[point.tensor]["shapes"][case.name]
         want = lay.apply(values[tf_name], shape)
-        with tempfile.TemporaryDirectory(prefix="tf-parity-localize-") as tmp:
-            _save(small, Path(tmp))
-            runtime = RUNTIMES[result.runtime](Subject(self.spec, Path(tmp), self.subject.model, self.subject.scope))
+        runtime = RUNTIMES[result.runtime](self.scratch(small))
+        try:
             got = np.asarray(runtime.infer(feed)[point.tensor])
+        except Exception as e:  # the node alone may be refused (a runtime's own limits): say so, do not guess
+            raise UserError(f"{point.node} alone in {result.runtime}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
         atol = scaled_atol(self.spec.atol, values[tf_name], self.outputs_scale(case))
         err = tensor_error(got, want, atol, self.tolerance(point.tensor, case)) if got.shape == want.shape else \
             TensorError(math.inf, math.inf, math.inf, 0.0, atol)
@@ -447,13 +471,19 @@ def _type_name(kind: int | None) -> str:
     return TensorProto.DataType.Name(kind).lower() if kind else "untyped"
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bit for bit, NaN where NaN."""
+def _difference(a: Any, b: Any) -> float:
+    """0 when bit for bit the same (NaN where NaN), else the largest absolute difference (inf: not comparable)."""
+    if a is None or b is None:
+        return math.inf
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.dtype.kind == "f":
-        return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
-    return bool(np.array_equal(a, b))
+        return math.inf
+    same = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
+    if bool(np.all(same)):
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))[~same]
+    return float(np.nanmax(diff)) if np.isfinite(diff).any() else math.inf
 
 
 def _ratio(output: Any) -> float:
