@@ -9,9 +9,9 @@ Per model and runtime, in one process after a warm-up round, interleaved:
   (the loaded runtime is handed to the localizer, as the verifier does);
 - localization on demand (`--localize` on a runtime that agrees): the error
   curve over every tensor, no divergence to test;
-- localization of a planted perturbation (one initializer of `model.onnx`
-  scaled by 1.05 in a copy, re-signed): the curve, the node run alone in the
-  runtime, the repro folder written.
+- localization of a planted perturbation (one weight of `model.onnx` scaled
+  by 1.05 in a copy, re-signed: tools/plant.py): the curve, the node run
+  alone in the runtime, the repro folder written.
 
 The reference (TF's values, stored at export) is read from the folder in both.
 Prints the medians and the ratios to the verification time.
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import resign_folder  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+from plant import plant  # noqa: E402
 
 from tf_parity_export.models import get_spec  # noqa: E402
 from tf_parity_export.verify import layout  # noqa: E402
@@ -39,26 +38,6 @@ from tf_parity_export.verify.inputs import random_cases  # noqa: E402
 from tf_parity_export.verify.localize import localize_model  # noqa: E402
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, RunScope, Subject  # noqa: E402
 from tf_parity_export.verify.verifier import _reference_model, _run_case, infer, stored_cases, verify_model  # noqa: E402
-
-
-def plant(folder: Path) -> str:
-    """Scale the middle weight initializer read by one node; returns that node's name."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(folder / layout.ONNX))
-    inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    eligible = [(node, name) for node in model.graph.node for name in node.input
-                if name in inits and inits[name].data_type == 1 and readers[name] == 1 and len(inits[name].dims) >= 2]
-    node, name = eligible[len(eligible) // 2]
-    inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]) * np.float32(1.05), name))
-    onnx.save(model, str(folder / layout.ONNX))
-    resign_folder(folder)
-    return node.name
 
 
 def setting(spec, folder: Path, scope: RunScope):

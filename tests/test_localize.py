@@ -85,14 +85,20 @@ def plant(folder: Path, factor: float = 1.05, which: str = "middle", kind: str =
     return node.name
 
 
-def replay(repro: Path) -> float:
-    """Plain onnxruntime on a repro folder, as its README says: the largest |got - expected|."""
-    import onnxruntime as ort
-
+def replay(repro: Path, runtime: str = "onnxruntime") -> float:
+    """Plain onnxruntime (or OpenVINO) on a repro folder, as its README says: the largest |got - expected|."""
+    onnx.checker.check_model(str(repro / layout.ONNX), full_check=True)
     load = lambda p: numpy_helper.to_array(onnx.load_tensor(p))  # noqa: E731
     feed = {onnx.load_tensor(p).name: load(p) for p in sorted(glob.glob(str(repro / "test_data_set_0/input_*.pb")))}
     expected = load(str(repro / "test_data_set_0/output_0.pb"))
-    (got,) = ort.InferenceSession(str(repro / layout.ONNX), providers=["CPUExecutionProvider"]).run(None, feed)
+    if runtime == "openvino":
+        import openvino as ov
+
+        got = ov.Core().compile_model(str(repro / layout.ONNX), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feed)[0]
+    else:
+        import onnxruntime as ort
+
+        (got,) = ort.InferenceSession(str(repro / layout.ONNX), providers=["CPUExecutionProvider"]).run(None, feed)
     return float(np.abs(got - expected).max())
 
 
@@ -111,8 +117,8 @@ def test_planted_initializer_is_localized_to_its_node_born_there(copy_model, nam
         assert found.repro == str(root / layout.REPRO / name / runtime)
         assert found.line(name).startswith(f"{name}/{runtime}: first diverges at {node} (")
         assert f"), born there; repro: {found.repro}" in found.line(name)
-        # the repro reproduces the mismatch in plain onnxruntime, without this project
-        assert replay(Path(found.repro)) > 1e-4
+        # the repro reproduces the mismatch in plain onnxruntime and OpenVINO, without this project
+        assert replay(Path(found.repro)) > 1e-4 and replay(Path(found.repro), "openvino") > 1e-4
         # every tensor before the planted node agrees; the planted node is the first beyond tolerance
         assert all(p.ratio <= 1 for p in found.points if p.index < found.first["index"])
     # the repro folders are not inside the model folder: it still passes its integrity checks

@@ -64,9 +64,9 @@ def _reads(node: Any) -> list[str]:
     return list(dict.fromkeys(reads))
 
 
-def minimal_model(model: Any, index: int, output: str, known: dict[str, np.ndarray],
-                  types: dict[str, int]) -> tuple[Any, dict[str, np.ndarray]]:
-    """The smallest model that computes `output` of node `index` from values we have.
+def minimal_model(model: Any, index: int, output: str, known: dict[str, np.ndarray], types: dict[str, int],
+                  shape: tuple[int, ...] | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """The smallest model that computes `output` (of `shape`, when given) of node `index` from values we have.
 
     Walks back from the node: a tensor in `known` (a graph input, or an
     intermediate matched to TensorFlow, with the reference's value) becomes an
@@ -99,7 +99,7 @@ def minimal_model(model: Any, index: int, output: str, known: dict[str, np.ndarr
               for k, v in feed.items()]
     target = graph.node[index]
     small = helper.make_graph(nodes, f"{graph.name}_{target.name}", inputs,
-                              [helper.make_tensor_value_info(output, types[output], None)],
+                              [helper.make_tensor_value_info(output, types[output], shape)],
                               initializer=[type(t).FromString(t.SerializeToString()) for t in used_inits.values()])
     out = helper.make_model(small, opset_imports=list(model.opset_import), ir_version=model.ir_version,
                             producer_name="tf-parity-export localize")

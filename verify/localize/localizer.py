@@ -402,9 +402,9 @@ class _Context:
             if case.name in w["shapes"] and tensor != point.tensor:
                 tf_name, lay, shape = w["shapes"][case.name]
                 known[tensor] = lay.apply(values[tf_name], shape).astype(np.float32)
-        small, feed = onnx_graph.minimal_model(self.onnx, point.index, point.tensor, known, self.types)
         tf_name, lay, shape = chosen[point.tensor]["shapes"][case.name]
         want = lay.apply(values[tf_name], shape)
+        small, feed = onnx_graph.minimal_model(self.onnx, point.index, point.tensor, known, self.types, shape)
         runtime = RUNTIMES[result.runtime](self.scratch(small))
         try:
             got = np.asarray(runtime.infer(feed)[point.tensor])
@@ -512,7 +512,8 @@ Measured by tf-parity-export: {runtime} computes `{point.tensor}` with a max abs
 {err.max_abs:.3g} (worst element {err.ratio:.3g}x its tolerance: |got - expected| <= max(atol, rtol * |expected|)
 with atol = {err.atol:.3g}, the model's atol scaled to this tensor, and rtol = {born['rtol']:.3g}).
 
-Reproduce with onnxruntime alone:
+Reproduce with onnxruntime alone (or OpenVINO: `import openvino as ov`,
+`got = ov.Core().compile_model("model.onnx", "CPU")(feed)[0]`, the same feed):
 
 ```python
 import glob, numpy as np, onnx, onnxruntime as ort
@@ -524,6 +525,5 @@ got = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"]).run
 print("max abs error:", np.abs(got - expected).max())
 ```
 
-or with OpenVINO (`core.compile_model("model.onnx", "CPU")`, the same feed), or
-onnxruntime's `onnx_test_runner` on this folder.
+The folder follows the ONNX test data layout, which onnxruntime's `onnx_test_runner` reads too.
 """
