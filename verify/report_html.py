@@ -476,7 +476,7 @@ def _error_curve(model: str, runtime: str, loc: dict[str, Any]) -> str:
     the graph (x); the tolerance at 1, the first divergence marked, unmatched tensors as grey ticks."""
     points = loc["points"]
     nodes = max(int(loc.get("nodes") or 0), max(int(p.get("index", 0)) for p in points) + 1, 1)
-    w, h, left, right, top, bottom = 720, 250, 56, 16, 30, 44
+    w, h, left, right, top, bottom = 720, 256, 56, 16, 30, 50
     ratios = [p.get("ratio") for p in points]
     finite = [r for r in ratios if isinstance(r, (int, float)) and math.isfinite(r) and r > 0]
     unbounded = any(not isinstance(r, (int, float)) or not math.isfinite(r) for r in ratios)
@@ -501,6 +501,9 @@ def _error_curve(model: str, runtime: str, loc: dict[str, Any]) -> str:
         label = "\u221e" if unbounded and p == hi else ("tol" if p == 0 else f"1e{p}")
         out.append(f"<line x1='{left}' x2='{w - right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eef0f3'/>"
                    f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{label}</text>")
+    step = max(1, math.ceil(nodes / 10))
+    for k in range(0, nodes, step):
+        out.append(f"<text x='{sx(k):.1f}' y='{h - bottom + 18}' text-anchor='middle' fill='#5b6470'>{k}</text>")
     y1 = sy(1.0)
     out.append(f"<line x1='{left}' x2='{w - right}' y1='{y1:.1f}' y2='{y1:.1f}' stroke='#b42318' stroke-width='1.5' "
                "stroke-dasharray='6 4'/>"
