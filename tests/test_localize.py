@@ -279,3 +279,12 @@ def test_intermediates_are_stored_within_the_cap(artifacts, monkeypatch, tmp_pat
     assert found.reference.startswith("TensorFlow's values recorded at export")
     capped = [u for u in found.unmatched if "past the stored values' size cap" in u["reason"]]
     assert capped and {u["tensor"] for u in capped}.isdisjoint(p.tensor for p in found.points)
+
+
+def test_a_runtime_held_to_a_required_atol_is_localized_against_it(copy_model):
+    root = copy_model("chimera")
+    plant(root / "chimera")
+    held = verify_models(["chimera"], root, runtimes=["ort_cpu"], require={"ort_cpu": 1e3}, localize=["ort_cpu"])
+    assert held and held.models[0].localization["ort_cpu"].first is None  # within atol 1000, scaled: no divergence
+    plain = verify_models(["chimera"], root, runtimes=["ort_cpu"])
+    assert not plain and plain.models[0].localization["ort_cpu"].first is not None

@@ -162,3 +162,28 @@ def test_every_produced_tensor_in_graph_order_and_added_as_an_output():
     exposed = with_outputs(model, ["t1", "y"], {"t1": TensorProto.FLOAT, "y": TensorProto.FLOAT})
     assert [o.name for o in exposed.graph.output] == ["y", "t1"]  # the model's own first, no duplicate
     assert [o.name for o in model.graph.output] == ["y"]           # the original is untouched
+
+
+def test_outputs_moved_by_exposing_intermediates_are_said():
+    """The model's outputs from the run with extra outputs against the runtime's own, bit for bit."""
+    from types import SimpleNamespace
+
+    from tf_parity_export.models import ModelSpec, TensorSig
+    from tf_parity_export.verify.inputs import Case
+    from tf_parity_export.verify.localize.localizer import Localization, _Context
+
+    spec = ModelSpec("m", "x:y", "", inputs=(TensorSig("x", (None, 2)),), outputs=(TensorSig("y", (None, 2)),))
+    ctx = SimpleNamespace(spec=spec)
+    case = Case("c", "random", {"x": np.zeros((1, 2), np.float32)})
+    same = Localization("r", "agrees")
+    y = np.array([[1.0, np.nan]], np.float32)
+    _Context._check_outputs(ctx, same, case, {"y": y}, {"y": y.copy()})
+    assert same.outputs_moved == 0.0 and same.notes == [] and "moved" not in same.summary()
+    moved = Localization("r", "agrees")
+    _Context._check_outputs(ctx, moved, case, {"y": y + np.float32(2 ** -20)}, {"y": y})  # 9.5e-07, exactly
+    assert moved.outputs_moved == 2 ** -20
+    assert moved.notes and "differ from the runtime's own by up to 9.54e-07 (y)" in moved.notes[0]
+    assert "with the intermediates exposed its outputs moved by up to 9.5e-07" in moved.summary()
+    missing = Localization("r", "agrees")
+    _Context._check_outputs(ctx, missing, case, {}, {"y": y})
+    assert missing.outputs_moved == math.inf

@@ -40,7 +40,8 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
         if details[i]["dtype"] != np.float32:
             _unmatched(result, p, f"{np.dtype(details[i]['dtype']).name} tensor: only float32 tensors are compared")
             continue
-        found = [ref.outputs[output_of[i]]] if i in output_of else litert_candidates(p.tensor, ref.names)
+        own = ref.outputs.get(output_of.get(i, ""))  # a signature output: the TF tensor the serving function returns
+        found = [own] if own in ref.names else litert_candidates(p.tensor, ref.names)
         if found:
             candidates[i] = found
         else:
@@ -58,7 +59,8 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
         for i, names in candidates.items():
             tensor = np.array(interpreter.get_tensor(i))
             rtol = ctx.tolerance(output_of.get(i, ""), case)
-            found = best_match(tensor, {n: values[n] for n in names if n in values}, ctx.spec.atol, rtol, out_scale)
+            found = best_match(tensor, {n: values[n] for n in names if n in values}, ctx.atol(result.runtime), rtol,
+                               out_scale)
             if found is not None and (i not in worst or found[2].ratio > worst[i]["err"].ratio):
                 worst[i] = {"tf": found[0], "layout": found[1], "err": found[2], "case": case.name}
         del values, got, own

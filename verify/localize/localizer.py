@@ -285,6 +285,10 @@ class _Context:
             self.produced = onnx_graph.produced(self._onnx)
         return self._onnx
 
+    def atol(self, runtime: str) -> float:
+        """The atol the runtime was held to: the model's, or the one `--require RUNTIME:ATOL` gave it."""
+        return (self.report.precision.get(runtime) or {}).get("atol") or self.spec.atol
+
     def tolerance(self, tensor: str, case: Case) -> float:
         """rtol for a tensor: the verifier's for an output that sums over the batch, else the spec's."""
         sig = next((t for t in self.spec.outputs if t.name == tensor), None)
@@ -337,7 +341,7 @@ class _Context:
                     missing.add(tensor)
                     continue
                 found = best_match(np.asarray(got[tensor]), {n: values[n] for n in names if n in values},
-                                   self.spec.atol, self.tolerance(tensor, case), out_scale)
+                                   self.atol(result.runtime), self.tolerance(tensor, case), out_scale)
                 if found is None:
                     continue
                 tf_name, lay, err = found
@@ -411,7 +415,7 @@ class _Context:
         except Exception as e:  # the node alone may be refused (a runtime's own limits): say so, do not guess
             raise UserError(f"{point.node} alone in {result.runtime}: {type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
-        atol = scaled_atol(self.spec.atol, values[tf_name], self.outputs_scale(case))
+        atol = scaled_atol(self.atol(result.runtime), values[tf_name], self.outputs_scale(case))
         err = tensor_error(got, want, atol, self.tolerance(point.tensor, case)) if got.shape == want.shape else \
             TensorError(math.inf, math.inf, math.inf, 0.0, atol)
         return {"born": err.ratio > 1, "ratio": err.ratio, "model": small, "feed": feed, "want": want, "got": got,
