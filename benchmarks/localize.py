@@ -35,6 +35,7 @@ from tf_parity_export.models import get_spec  # noqa: E402
 from tf_parity_export.verify import layout  # noqa: E402
 from tf_parity_export.verify.inputs import random_cases  # noqa: E402
 from tf_parity_export.verify.localize import localize_model  # noqa: E402
+from tf_parity_export.verify.localize.localizer import ONNX_RUNTIMES  # noqa: E402
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, RunScope, Subject  # noqa: E402
 from tf_parity_export.verify.verifier import _reference_model, _run_case, infer, stored_cases, verify_model  # noqa: E402
 
@@ -82,18 +83,21 @@ def main() -> None:
                     start = time.perf_counter()
                     localize_model(agreeing, subject, cases, expected, [runtime], None, {runtime: loaded})
                     demand_s = time.perf_counter() - start
-                    subject, cases, expected = planted
-                    loaded = RUNTIMES[runtime](subject)  # as the verifier hands it over (not timed)
-                    start = time.perf_counter()
-                    result = localize_model(failing, subject, cases, expected, [runtime], Path(tmp) / "repro",
-                                            {runtime: loaded})[runtime]
-                    planted_s = time.perf_counter() - start
-                    found = f"{(result.first or {}).get('node')} (planted {node}), born {(result.first or {}).get('born')}"
+                    planted_s = float("nan")
+                    if runtime in ONNX_RUNTIMES:  # the change is in model.onnx: LiteRT's model.tflite has none
+                        subject, cases, expected = planted
+                        loaded = RUNTIMES[runtime](subject)  # as the verifier hands it over (not timed)
+                        start = time.perf_counter()
+                        result = localize_model(failing, subject, cases, expected, [runtime], Path(tmp) / "repro",
+                                                {runtime: loaded})[runtime]
+                        planted_s = time.perf_counter() - start
+                        first = result.first or {}
+                        found = f"{first.get('node')} (planted {node}), born {first.get('born')}"
                     if round_:
                         times["verify"].append(verify_s)
                         times["demand"].append(demand_s)
                         times["planted"].append(planted_s)
-                v, d, p = (statistics.median(times[k]) for k in ("verify", "demand", "planted"))
+                v, d, p = (statistics.median(times[k]) for k in ("verify", "demand", "planted"))  # nan: not planted
                 print(f"{name:18s} {runtime:17s} {v:9.3f} {d:12.3f} {d / v:6.2f} {p:10.3f} {p / v:6.2f}  {found}",
                       flush=True)
 
