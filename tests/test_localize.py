@@ -19,7 +19,6 @@ from conftest import resign_folder
 from tf_parity_export.models import MODELS, ModelSpec, TensorSig
 from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.cli import main as verify_main
-from tf_parity_export.verify.localize import localizer
 from tf_parity_export.verify.localize.graph import produced
 
 SPECS = {
@@ -248,6 +247,16 @@ def test_a_folder_exported_without_the_tensor_map_says_so(copy_model):
     rep = verify_models(["mlp"], root, runtimes=["ort_cpu"], localize=["ort_cpu"])
     assert rep.models[0].localization["ort_cpu"].state == (
         f"unavailable: mlp was exported without {layout.TENSOR_SOURCES} (re-export with `export-models mlp`)")
+
+
+def test_a_damaged_tensor_map_is_one_line_and_the_verification_stands(copy_model):
+    root = copy_model("mlp")
+    (root / "mlp" / layout.TENSOR_SOURCES).write_text('{"schema": 1, "tensors": []}')
+    resign_folder(root / "mlp")
+    rep = verify_models(["mlp"], root, runtimes=["ort_cpu"], localize=["ort_cpu"])
+    assert rep and rep.models[0].results
+    assert rep.models[0].localization["ort_cpu"].state == (
+        f"error: mlp: {layout.TENSOR_SOURCES} is not a schema-1 tensor map; re-export with `export-models mlp`")
 
 
 def test_localized_without_tensorflow_on_the_stored_intermediates(copy_model, tf_free_python):

@@ -22,7 +22,6 @@ is localized only with TensorFlow installed and says so otherwise.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,8 @@ def _index_ok(index: Any) -> bool:
         and all(type(d) is int and d >= 0 for d in e[1]) and type(e[2]) is int and e[2] >= 0 for e in index)
 
 
-def read_stored(folder: Path, name: str, sources: Sources, card: dict[str, Any]) -> tuple[Case, dict[str, np.ndarray]] | None:
+def read_stored(folder: Path, name: str, sources: Sources,
+                card: dict[str, Any]) -> tuple[Case, dict[str, np.ndarray]] | None:
     """The stored case (its inputs from `test_data_set_0`) and TF's values on it, or None if none were stored."""
     from google.protobuf.message import DecodeError
     from onnx import numpy_helper
@@ -170,6 +170,7 @@ def read_stored(folder: Path, name: str, sources: Sources, card: dict[str, Any])
     for tf_name, shape, offset in stored["index"]:
         size = int(np.prod(shape))
         if offset + size > flat.size:
-            raise ArtifactError(f"{name}: {layout.TENSOR_SOURCES} indexes past the end of {layout.TF_INTERMEDIATES}; {fix}")
+            raise ArtifactError(f"{name}: {layout.TENSOR_SOURCES} indexes past the end of "
+                                f"{layout.TF_INTERMEDIATES}; {fix}")
         values[tf_name] = flat[offset:offset + size].reshape(shape)
     return Case(stored["case"], "stored", feed), values

@@ -7,6 +7,7 @@ on the branch taken.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def _reads(node: Any) -> list[str]:
     return list(dict.fromkeys(reads))
 
 
-def minimal_model(model: Any, index: int, output: str, known: dict[str, np.ndarray], types: dict[str, int],
+def minimal_model(model: Any, index: int, output: str, known: Mapping[str, np.ndarray], types: dict[str, int],
                   shape: tuple[int, ...] | None = None) -> tuple[Any, dict[str, np.ndarray]]:
     """The smallest model that computes `output` (of `shape`, when given) of node `index` from values we have.
 
@@ -114,4 +115,5 @@ def write_test_set(folder: Path, inputs: dict[str, np.ndarray], outputs: dict[st
     target.mkdir(parents=True)
     for kind, values in (("input", inputs), ("output", outputs)):
         for i, (name, value) in enumerate(values.items()):
-            (target / f"{kind}_{i}.pb").write_bytes(numpy_helper.from_array(np.asarray(value), name).SerializeToString())
+            tensor = numpy_helper.from_array(np.asarray(value), name)
+            (target / f"{kind}_{i}.pb").write_bytes(tensor.SerializeToString())

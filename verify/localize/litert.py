@@ -73,7 +73,8 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
     keep: dict[str, int] = {}
     for i, w in sorted(worst.items(), key=lambda iw: (iw[1]["err"].ratio, by_index[iw[0]].index)):
         if w["tf"] in keep:
-            _unmatched(result, by_index[i], f"TF tensor {w['tf']!r} is matched closer by {details[keep[w['tf']]]['name']}")
+            closer = details[keep[w["tf"]]]["name"]
+            _unmatched(result, by_index[i], f"TF tensor {w['tf']!r} is matched closer by {closer}")
         else:
             keep[w["tf"]] = i
     result.points = sorted((_point(by_index[i], worst[i]) for i in keep.values()), key=lambda p: (p.index, p.tensor))

@@ -31,6 +31,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from .reference import LiveReference, StoredReference
 ONNX_RUNTIMES = frozenset({*ORT_LOADERS, *OPENVINO_LOADERS, "onnx_reference", "ort_node", "ort_web"})
 LITERT = "litert"
 MAX_CASES = 3  # cases a localization runs (the worst ones): each costs a reference and a runtime run
-MAX_ROWS = 256  # rows of a case: a user's million-row batch is localized on the rows around its worst one
+MAX_ROWS = 256  # rows of a case localized live: a user's million-row batch is localized on its first 256
 MAX_BORN_TESTS = 8  # nodes run alone when the first divergence is inherited
 FLOAT = 1  # onnx.TensorProto.FLOAT: the float32 tensors are compared (Node and the browser carry float32)
 OFF = ("failed", "measured", "error")  # case statuses of a runtime outside the tolerance
@@ -163,7 +164,10 @@ def localize_model(report: Any, subject: Subject, cases: list[Case], expected: d
     chosen = runtimes_to_localize(report.runtimes, report.results, asked)
     if not chosen:
         return {}
-    context = _Context(report, subject, cases, expected, repro_root, loaded or {})
+    try:
+        context = _Context(report, subject, cases, expected, repro_root, loaded or {})
+    except UserError as e:  # a damaged tensor map or stored values: said per runtime; the verification stands
+        return {rt: Localization(rt, f"error: {e}") for rt in chosen}
     try:
         return {rt: context.localize(rt) for rt in chosen}
     finally:
@@ -251,7 +255,8 @@ class _Context:
             return Localization(runtime, "unsupported: a TensorFlow runtime runs no exported graph whose "
                                          "tensors could be exposed")
         if self.report.runtimes.get(runtime) != "ran":
-            return Localization(runtime, f"unavailable: the runtime did not run ({self.report.runtimes.get(runtime, 'not asked for')})")
+            state = self.report.runtimes.get(runtime, "not asked for")
+            return Localization(runtime, f"unavailable: the runtime did not run ({state})")
         if self.sources is None:
             return Localization(runtime, f"unavailable: {self.spec.name} was exported without {layout.TENSOR_SOURCES} "
                                          f"(re-export with `export-models {self.spec.name}`)")
@@ -316,9 +321,10 @@ class _Context:
                                       "stored values' size cap)")
             else:
                 candidates[p.tensor] = found
-        instrumented = RUNTIMES[result.runtime](self.scratch(onnx_graph.with_outputs(model, list(candidates), self.types)))
+        exposed = onnx_graph.with_outputs(model, list(candidates), self.types)
+        instrumented = RUNTIMES[result.runtime](self.scratch(exposed))
         pairs = self._compare_cases(result, ref, cases, instrumented, self.runtime(result.runtime), candidates)
-        del instrumented
+        del instrumented, exposed  # one model's exposed copy in memory at a time
         self._finish(result, pairs, ref, cases)
 
     def _compare_cases(self, result: Localization, ref: Any, cases: list[Case], runtime: Any, plain: Any,
@@ -363,8 +369,9 @@ class _Context:
         moved = max(changed.values(), default=0.0)
         result.outputs_moved = max(result.outputs_moved or 0.0, moved)
         if moved:
+            by = ", ".join(f"{v:.3g} ({k})" for k, v in changed.items() if v)
             result.notes.append(f"case {case.name}: with the intermediates exposed, the outputs differ from the "
-                                f"runtime's own by up to {', '.join(f'{v:.3g} ({k})' for k, v in changed.items() if v)} "
+                                f"runtime's own by up to {by} "
                                 "(it fused or ordered work differently); the curve is of the exposed run")
 
     def _finish(self, result: Localization, worst: dict[str, dict[str, Any]], ref: Any, cases: list[Case]) -> None:
@@ -401,11 +408,9 @@ class _Context:
         """Run the point's node alone (with any unmatched tensors it needs) in the runtime, on TF's values."""
         case = next(c for c in cases if c.name == point.case)
         values = ref.values(case)
-        known: dict[str, np.ndarray] = dict(case.feed)
-        for tensor, w in chosen.items():
-            if case.name in w["shapes"] and tensor != point.tensor:
-                tf_name, lay, shape = w["shapes"][case.name]
-                known[tensor] = lay.apply(values[tf_name], shape).astype(np.float32)
+        laid_out = {t: w["shapes"][case.name] for t, w in chosen.items()
+                    if case.name in w["shapes"] and t != point.tensor}
+        known = _Known(case.feed, laid_out, values)
         tf_name, lay, shape = chosen[point.tensor]["shapes"][case.name]
         want = lay.apply(values[tf_name], shape)
         small, feed = onnx_graph.minimal_model(self.onnx, point.index, point.tensor, known, self.types, shape)
@@ -448,6 +453,27 @@ class _Context:
             result.notes.append(f"the repro could not be written to {dest} ({e.strerror or e})")
             return None
         return str(dest)
+
+
+class _Known(Mapping):
+    """The values a node run alone may be fed: the case's inputs, and TF's value of every matched
+    tensor in the runtime's layout, laid out only when the small model needs it."""
+
+    def __init__(self, feed: dict[str, np.ndarray], laid_out: dict[str, tuple[str, Layout, tuple[int, ...]]],
+                 values: dict[str, np.ndarray]) -> None:
+        self.feed, self.laid_out, self.values = feed, laid_out, values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.feed:
+            return self.feed[name]
+        tf_name, lay, shape = self.laid_out[name]
+        return lay.apply(self.values[tf_name], shape).astype(np.float32)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.feed, **self.laid_out})
+
+    def __len__(self) -> int:
+        return len({**self.feed, **self.laid_out})
 
 
 def _rows(spec: Any, case: Case) -> Case:

@@ -63,7 +63,8 @@ class LiveReference:
         frozen = freeze_serving_function(spec.serving_function(model), spec)
         self.graph = TfGraph(frozen.graph_def)
         self.inputs = dict(zip((t.name for t in spec.inputs), frozen.inputs, strict=True))
-        self.outputs = {sig: tf_name for tf_name, sig in frozen.renames.items() if sig in {t.name for t in spec.outputs}}
+        outputs = {t.name for t in spec.outputs}
+        self.outputs = {sig: tf_name for tf_name, sig in frozen.renames.items() if sig in outputs}
         self.names = set(self.graph.tensors)
 
     def covers(self, case: Case) -> bool:
