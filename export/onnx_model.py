@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,7 +36,16 @@ def check_opset(opset: int) -> None:
                         f"converts opsets {supported_opsets()[0]}..{supported_opsets()[-1]}")
 
 
-def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> Any:
+@dataclass
+class OnnxExport:
+    """What `export_onnx` wrote, and what localization needs to trace it back to TensorFlow."""
+
+    model: Any  # the onnx.ModelProto written
+    frozen: Any  # verify.tf_graph.FrozenGraph: the TF graph it was converted from
+    names: dict[str, str]  # tf2onnx's tensor name -> the canonical name in the file (`canonicalize`)
+
+
+def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> OnnxExport:
     """Convert the serving `tf.function` to ONNX and write it to `path`.
 
     Converting the same `tf.function` the SavedModel serves keeps both
@@ -49,7 +59,8 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     (`Erfc`), slimmed (export/slim.py) and canonicalised for stable bytes.
 
     Returns:
-        The `onnx.ModelProto` written.
+        The `onnx.ModelProto` written, the frozen TF graph and the renaming
+        (tf2onnx names each tensor after the TF tensor it came from).
     """
     import onnx
 
@@ -82,16 +93,15 @@ def export_onnx(fn: Any, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET
     except Exception:
         give_back()
         model = convert(catch_errors=True)
-    del frozen
     give_back()
     _order_outputs(model, spec)
     _name_batch_dims(model, spec)
     replace_erfc(model.graph)
     slim(model)
-    canonicalize(model, spec.name)
+    names = canonicalize(model, spec.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-    return model
+    return OnnxExport(model, frozen, names)
 
 
 @contextlib.contextmanager
@@ -168,7 +178,7 @@ def _name_batch_dims(model: Any, spec: ModelSpec) -> None:
                 dim.dim_param = renames[dim.dim_param]
 
 
-def canonicalize(model: Any, graph_name: str) -> None:
+def canonicalize(model: Any, graph_name: str) -> dict[str, str]:
     """Make the bytes depend on the graph alone, not on process history.
 
     tf2onnx names nodes, tensors and unknown dimensions after per-process
@@ -179,6 +189,9 @@ def canonicalize(model: Any, graph_name: str) -> None:
     graph order (subgraphs included); initializers are sorted by first use.
     The signature's input/output names and "batch" stay. Doc strings, which
     carry TensorFlow names, are dropped.
+
+    Returns:
+        Every renamed tensor: its old name -> its new one.
     """
     from onnx import AttributeProto
 
@@ -224,6 +237,7 @@ def canonicalize(model: Any, graph_name: str) -> None:
     _sort_nodes(graph, {v.name: f"input:{v.name}" for v in graph.input})
     walk(graph, graph_name)
     model.doc_string = ""
+    return names
 
 
 def _sort_nodes(graph: Any, outer: dict[str, str]) -> str:

@@ -26,6 +26,7 @@ from tf_parity_export.models.errors import ExportError, first_reason
 from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
+from tf_parity_export.verify.localize.artifact import record as record_sources
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
 from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import tool_versions
@@ -75,7 +76,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         with _stage(spec, "saved_model"):
             export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
         with _stage(spec, "onnx"):
-            export_onnx(fn, spec, tmp / layout.ONNX, opset)
+            onnx_export = export_onnx(fn, spec, tmp / layout.ONNX, opset)
         litert = export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE, spec,
                                lambda where: export_saved_model(model, spec.serving_function(model, batch=1), where))
         give_back()  # the converter's copies of the weights
@@ -86,6 +87,8 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
                          **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
         with _stage(spec, "test data"):
             test_data = _write_test_data(tmp, spec, model, cases)
+        with _stage(spec, "tensor sources"):  # for localizing a divergence later
+            record_sources(tmp, spec, onnx_export, test_data[0]["case"] if test_data else None)
         if spec.source is not None and spec.source.to_json()["file"]:  # a model file: its copy rebuilds the reference
             shutil.copyfile(spec.source.path, tmp / spec.source.to_json()["file"])
         card = {

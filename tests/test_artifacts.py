@@ -54,6 +54,7 @@ def test_card_is_a_manifest(artifacts):
     assert set(card["versions"]) == {"python", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"}
     sets = {f"{e['set']}/{kind}_0.pb" for e in card["test_data"] for kind in ("input", "output")}
     assert set(card["files"]) == {"cases.npz", "model.onnx", "model.tflite", "model.weights.h5", "saved_model/fingerprint.pb",
+                                  "tensor_sources.json", "tf_intermediates.npy",
                                   "saved_model/saved_model.pb", "saved_model/variables/variables.data-00000-of-00001",
                                   "saved_model/variables/variables.index", *sets}
     assert card["signature"]["atol"] == 1e-5 and card["parameters"] == 20 * 20 + 20 * 20 + 20

@@ -181,10 +181,14 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 @click.option("--allow-insensitive", is_flag=True, help=INSENSITIVE_HELP)
 @click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no case reaches "
               "(an If branch, a Loop count 0/1/many) without failing on them.")
+@click.option("--localize", "localize_", is_flag=False, flag_value="", default=None, metavar="[RUNTIME,...]",
+              help="Also localize these runtimes (every one that ran, when none is named) even if they agree: "
+              "compare every tensor with TensorFlow's, name the first that diverges, write a minimal repro "
+              "under ARTIFACTS/repro/. Runtimes outside the tolerance are always localized.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
          inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool,
-         allow_insensitive: bool, allow_uncovered: bool) -> None:
+         allow_insensitive: bool, allow_uncovered: bool, localize_: str | None) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
@@ -194,8 +198,14 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     chosen = resolve_names(pick_names(names, all_), artifacts, all_)
     runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
+    localize = None if localize_ is None else list(dict.fromkeys(p.strip() for p in localize_.split(",") if p.strip()))
+    unknown = [p for p in localize or [] if p not in RUNTIME_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}", param_hint="--localize")
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
+    if bench and localize is not None:
+        raise click.UsageError("--localize compares a verification's tensors; it does not apply to --bench")
     if bench:
         from .bench import benchmark, table
         from .layout import write_json
@@ -210,7 +220,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     from .verifier import verify_models
 
     finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered,
-                         allow_insensitive=allow_insensitive),
+                         allow_insensitive=allow_insensitive, localize=localize),
            json_path, artifacts, broken_plugins(all_), tolerances)
 
 

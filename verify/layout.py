@@ -15,6 +15,9 @@ contract lives beside its reader (verify must not import export).
     <root>/<model>/model.weights.h5   Keras weights: rebuilds the TF eager reference
     <root>/<model>/cases.npz      the control-flow coverage inputs found at export
     <root>/<model>/test_data_set_N/   ONNX test data: input_i.pb, output_i.pb (TF eager's outputs)
+    <root>/<model>/tensor_sources.json   the TF tensor each ONNX tensor came from (verify/localize/artifact.py)
+    <root>/<model>/tf_intermediates.npy  TF's intermediate values on test_data_set_0, for localizing without TF
+    <root>/repro/<model>/<runtime>/   minimal repros written by localization (not part of any model folder)
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ ONNX = "model.onnx"
 TFLITE = "model.tflite"
 WEIGHTS = "model.weights.h5"
 CASES = "cases.npz"
+TENSOR_SOURCES = "tensor_sources.json"
+TF_INTERMEDIATES = "tf_intermediates.npy"
+REPRO = "repro"
 SERVING_SIGNATURE = "serving_default"
 # Core formats: a model that cannot produce them is not exported. Deployment formats: where the
 # converter cannot make one, the folder is still written and card.json says why ("unsupported").

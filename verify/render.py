@@ -86,6 +86,7 @@ def table(report: Report, tolerances: bool = False) -> str:
                 loops = ", ".join(c["path"].get("capped_loops", [])) or "a loop"
                 notes.append(f"{m.model} loop-cap case {c['name']}: Loop {loops} ran to its trip-count limit with "
                              "its condition still true (it did not end on its own); reported, not counted as a pass")
+    notes += [loc.line(m.model) for m in report.models for loc in m.localization.values()]
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")

@@ -13,6 +13,9 @@ What it shows:
   record a control-flow path (FancyMLP's loop and branch), the norm entering
   the loop against the iterations taken and the branch, with the thresholds
   drawn and boundary cases marked;
+- per model, for each runtime localized (verify/localize), the error of
+  every tensor against TensorFlow's along the graph, with the tolerance and
+  the first divergence marked;
 - the environment the run happened in.
 """
 
@@ -63,6 +66,8 @@ td.sq.boundary{outline:2px dashed #d92d20;outline-offset:-2px}
 .swatch{display:inline-block;width:26px;height:16px;vertical-align:middle;margin-right:4px;border:1px solid #ccd}
 .model{margin-bottom:12px} .row{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
 code{font-family:ui-monospace,Menlo,monospace;font-size:12px;background:#eef0f3;padding:0 3px;border-radius:3px}
+.localize{margin:6px 0 14px} .localize p{margin:4px 0} .localize details{font-size:12px;margin:0 0 8px}
+.localize li{font-family:ui-monospace,Menlo,monospace;font-size:11px}
 """
 
 
@@ -315,7 +320,7 @@ def _model_section(model: dict[str, Any], runtimes: list[str]) -> str:
         accepted = " (accepted: --allow-insensitive)" if model.get("allow_insensitive") else ""
         notes += "".join(f"<p class='small'><b>parity proves nothing here</b>: {_e(insensitive_line(name, out, info))}"
                          f"{accepted}</p>" for out, info in insensitive.items() if _safe_info(info))
-    return head + f"<div class='row'>{''.join(body)}</div>{notes}</div>"
+    return head + f"<div class='row'>{''.join(body)}</div>{notes}{_localization(model)}</div>"
 
 
 def _safe_info(info: Any) -> bool:
@@ -462,3 +467,105 @@ def _environment(env: dict[str, Any]) -> str:
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(', '.join(map(str, v)) if isinstance(v, list) else v)}</td></tr>"
                    for k, v in env.items())
     return f"<table class='kv'>{rows}</table>"
+
+
+# ---------------------------------------------------------------- localization
+
+CURVE_FLOOR = -6  # log10 of the smallest error / tolerance drawn; bit-identical tensors sit on it
+
+
+def _localization(model: dict[str, Any]) -> str:
+    """Per localized runtime: its one line, its error curve, its notes and unmatched tensors."""
+    found = model.get("localization") or {}
+    if not found:
+        return ""
+    parts = ["<div class='localize'><h4>Where the runtimes depart from TensorFlow</h4>"]
+    for runtime, loc in found.items():
+        parts.append(f"<p class='small'><b>{_e(runtime)}</b>: {_e(loc.get('summary', loc.get('state', '')))}"
+                     + (f" <span class='muted'>(reference: {_e(loc['reference'])}; {_num(loc.get('seconds'), '.2f')} s)"
+                        "</span>" if loc.get("reference") else "") + "</p>")
+        if loc.get("points"):
+            parts.append(_error_curve(str(model.get("model")), runtime, loc))
+        notes = loc.get("notes") or []
+        if notes:
+            parts.append("<ul class='small muted'>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+        unmatched = loc.get("unmatched") or []
+        if unmatched:
+            items = "".join(f"<li>{_e(u.get('node'))} ({_e(u.get('op'))}) {_e(u.get('tensor'))}: {_e(u.get('reason'))}</li>"
+                            for u in unmatched)
+            parts.append(f"<details><summary>{len(unmatched)} tensors not compared, and why</summary>"
+                         f"<ul>{items}</ul></details>")
+    return "".join(parts) + "</div>"
+
+
+def _error_curve(model: str, runtime: str, loc: dict[str, Any]) -> str:
+    """Each compared tensor's worst error over its scaled tolerance (log y) against its node's place in
+    the graph (x); the tolerance at 1, the first divergence marked, unmatched tensors as grey ticks."""
+    points = loc["points"]
+    nodes = max(int(loc.get("nodes") or 0), max(int(p.get("index", 0)) for p in points) + 1, 1)
+    w, h, left, right, top, bottom = 720, 256, 56, 16, 30, 50
+    ratios = [p.get("ratio") for p in points]
+    finite = [r for r in ratios if isinstance(r, (int, float)) and math.isfinite(r) and r > 0]
+    unbounded = any(not isinstance(r, (int, float)) or not math.isfinite(r) for r in ratios)
+    hi = max(1, math.ceil(math.log10(max(finite))) if finite else 1) + (1 if unbounded else 0)
+    lo = CURVE_FLOOR
+
+    def sx(index: float) -> float:
+        return left + (index + 0.5) / nodes * (w - left - right)
+
+    def sy(ratio: Any) -> float:
+        if not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
+            v = hi
+        else:
+            v = min(max(math.log10(ratio), lo), hi) if ratio > 0 else lo
+        return top + (hi - v) / (hi - lo) * (h - top - bottom)
+
+    out = [f"<svg width='{w}' height='{h}' class='curve' role='img' font-size='11' "
+           f"aria-label='{_e(model)} {_e(runtime)}: error along the graph'>",
+           f"<rect x='{left}' y='{top}' width='{w - left - right}' height='{h - top - bottom}' fill='#fff' stroke='#ccd'/>"]
+    for p in range(lo, hi + 1):
+        y = sy(10.0**p)
+        label = "\u221e" if unbounded and p == hi else ("tol" if p == 0 else f"1e{p}")
+        out.append(f"<line x1='{left}' x2='{w - right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eef0f3'/>"
+                   f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{label}</text>")
+    step = max(1, math.ceil(nodes / 10))
+    for k in range(0, nodes, step):
+        out.append(f"<text x='{sx(k):.1f}' y='{h - bottom + 18}' text-anchor='middle' fill='#5b6470'>{k}</text>")
+    y1 = sy(1.0)
+    out.append(f"<line x1='{left}' x2='{w - right}' y1='{y1:.1f}' y2='{y1:.1f}' stroke='#b42318' stroke-width='1.5' "
+               "stroke-dasharray='6 4'/>"
+               f"<text x='{w - right - 4}' y='{y1 - 5:.1f}' text-anchor='end' fill='#b42318'>"
+               "tolerance (the model's, scaled to each tensor)</text>")
+    for u in loc.get("unmatched") or []:
+        x = sx(int(u.get("index", 0)))
+        out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{h - bottom}' y2='{h - bottom + 6}' stroke='#9aa1ab'>"
+                   f"<title>{_e(u.get('node'))} {_e(u.get('tensor'))}: not compared ({_e(u.get('reason'))})</title></line>")
+    line = " ".join(f"{sx(p['index']):.1f},{sy(p.get('ratio')):.1f}" for p in points)
+    out.append(f"<polyline points='{line}' fill='none' stroke='#1849a9' stroke-width='1.2' opacity='.55'/>")
+    for p in points:
+        ratio = p.get("ratio")
+        over = not isinstance(ratio, (int, float)) or ratio > 1
+        colour = "#b42318" if over else "#1a7f37"
+        fill = "#fff" if ratio == 0 else colour
+        title = (f"{p.get('node')} ({p.get('op')}) {p.get('tensor')} vs TF {p.get('tf')}: worst error "
+                 f"{_num(ratio, '.3g')} x its tolerance, max abs {_num(p.get('max_abs'), '.3g')}, error / scale "
+                 f"{_num(p.get('rel'), '.3g')}, cosine {_num(p.get('cosine'), '.9f')}, case {p.get('case')}"
+                 + (f", layout {p['layout']}" if p.get("layout") else ""))
+        out.append(f"<circle cx='{sx(p['index']):.1f}' cy='{sy(ratio):.1f}' r='3.2' fill='{fill}' stroke='{colour}' "
+                   f"stroke-width='1.3'><title>{_e(title)}</title></circle>")
+    first = loc.get("first")
+    if first:
+        x, y = sx(int(first.get("index", 0))), sy(first.get("ratio"))
+        born = {True: "born there", False: "inherited"}.get(first.get("born"), "")
+        label = f"first divergence: {first.get('node')} ({first.get('op')})" + (f", {born}" if born else "")
+        anchor = "start" if x < w / 2 else "end"
+        dx = 8 if anchor == "start" else -8
+        out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{h - bottom}' stroke='#b42318' stroke-width='1'/>"
+                   f"<circle cx='{x:.1f}' cy='{y:.1f}' r='8' fill='none' stroke='#b42318' stroke-width='2.2'/>"
+                   f"<text x='{x + dx:.1f}' y='{top - 8}' text-anchor='{anchor}' fill='#b42318' font-weight='600'>"
+                   f"{_e(label)}</text>")
+    out.append(f"<text x='{(left + w - right) / 2:.1f}' y='{h - 8}' text-anchor='middle'>node, in graph order "
+               f"(0 to {nodes - 1}; grey ticks: tensors not compared)</text>"
+               f"<text transform='translate(12,{(top + h - bottom) / 2:.1f}) rotate(-90)' text-anchor='middle'>"
+               "error / tolerance (log)</text></svg>")
+    return "".join(out)

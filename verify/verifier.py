@@ -80,6 +80,7 @@ class ModelReport:
     # nothing; `allow_insensitive` reports them without failing
     insensitive: dict[str, dict[str, Any]] = field(default_factory=dict)
     allow_insensitive: bool = False
+    localization: dict[str, Any] = field(default_factory=dict)  # runtime -> verify.localize.Localization
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
         """One line per problem; empty when this model passed."""
@@ -117,7 +118,8 @@ class ModelReport:
                 "insensitive": self.insensitive, "allow_insensitive": self.allow_insensitive,
                 "graph_coverage": {"nodes": [s.to_json() for s in self.graph_sites],
                                    "cases": {k: p.to_json() for k, p in self.graph_paths.items()}},
-                "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
+                "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results],
+                "localization": {rt: loc.to_json() for rt, loc in self.localization.items()}}
 
 
 @dataclass
@@ -217,7 +219,8 @@ def stored_cases(folder: Path, name: str = "") -> list[Case]:
 
 def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: Case | None = None,
                  with_tf: bool = True, prebuilt: Any = None, required: dict[str, float | None] | None = None,
-                 scope: RunScope | None = None) -> ModelReport:
+                 scope: RunScope | None = None, localize: list[str] | None = None,
+                 repro_root: Path | None = None) -> ModelReport:
     """Verify one model folder on the named runtimes; problems become data in the report.
 
     Nothing in the folder is parsed or loaded before every integrity check
@@ -232,10 +235,15 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     TensorFlow, the stored test data sets are replayed: their outputs, TF
     eager's at export time, are the reference. Services the runtimes share
     (the browser) come from `scope`; without one they are stopped on return.
+
+    Every runtime outside the tolerance on some case, and those in `localize`
+    (an empty list: all that ran), are then localized (verify/localize): where
+    in the graph they depart from TensorFlow; repros go under `repro_root`.
     """
     if scope is None:
         with RunScope() as own:
-            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own)
+            return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own, localize,
+                                repro_root)
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.check_folder(folder.parent, folder.name)
@@ -298,9 +306,10 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                                       [s.expected for s in extra],
                                       [c.feed for c in cases if c.name not in apart] + [s.case.feed for s in extra])
     required = required or {}
+    loaded = {}  # kept for localization, which reruns a runtime as it was verified
     for name in runtimes:
         try:
-            runtime = RUNTIMES[name](subject)
+            runtime = loaded[name] = RUNTIMES[name](subject)
         except Unavailable as e:
             report.runtimes[name] = f"unavailable: {e}"
             continue
@@ -323,6 +332,9 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                 r.status = "measured"
         report.results += results
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
+    from .localize import localize_model
+
+    report.localization = localize_model(report, subject, cases, expected, localize, repro_root, loaded)
     return report
 
 
@@ -484,6 +496,8 @@ def verify_models(
     allow_uncovered: bool = False,
     scope: RunScope | None = None,
     allow_insensitive: bool = False,
+    localize: list[str] | None = None,
+    repro_root: Path | None = None,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
@@ -509,6 +523,10 @@ def verify_models(
             (parity on them proves nothing) without failing on them.
         scope: the services the runtimes share (the browser), to use and
             leave running; by default the run starts and stops its own.
+        localize: runtimes to localize even if they agree (an empty list:
+            every runtime that ran); those outside the tolerance always are.
+        repro_root: where localization writes repro folders
+            (`<repro_root>/<model>/<runtime>/`); default `artifacts/repro`.
 
     Without TensorFlow (an environment with only onnxruntime and onnx), the
     stored test data sets are replayed on the ONNX runtimes instead.
@@ -522,7 +540,7 @@ def verify_models(
     specs = [layout.resolve_spec(n, artifacts) for n in names]
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
-    chosen += [r for r in require if r not in chosen]
+    chosen += [r for r in [*require, *(localize or [])] if r not in chosen]
     if not chosen:
         raise ValueError("verify_models needs at least one runtime to compare (runtimes=None means all)")
     required = {**{r: None for r in (runtimes or [])}, **require}
@@ -534,8 +552,9 @@ def verify_models(
         if scope is None:  # one browser for every model; stopped here, also on Ctrl-C
             scope = stack.enter_context(RunScope())
         warm_up(scope, chosen)  # the browser starts while the reference models are built
+        repro_root = Path(artifacts) / layout.REPRO if repro_root is None else Path(repro_root)
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
-                                prebuilt.get(s.name), required, scope) for s in specs]
+                                prebuilt.get(s.name), required, scope, localize, repro_root) for s in specs]
         services = scope.environment()  # e.g. the browser's version
     for r in reports:
         r.allow_uncovered, r.allow_insensitive = allow_uncovered, allow_insensitive

@@ -229,8 +229,10 @@ def test_each_failure_kind_is_listed_in_order():
     assert data["passed"] is False and data["checks"][1] == {"check": "bad", "passed": False, "detail": "why"}
     assert data["results"][1] == {"runtime": "a", "case": "c2", "status": "error", "reason": "E: x", "outputs": []}
     assert set(data) == {"model", "passed", "error", "reference", "runtimes", "precision", "cases", "coverage",
-                         "allow_uncovered", "insensitive", "allow_insensitive", "graph_coverage", "checks", "results"}
+                         "allow_uncovered", "insensitive", "allow_insensitive", "graph_coverage", "checks", "results",
+                         "localization"}
     assert data["graph_coverage"] == {"nodes": [], "cases": {}} and data["allow_uncovered"] is False
+    assert data["localization"] == {}  # nothing localized unless a runtime is outside the tolerance or asked for
     rep.allow_uncovered = True  # missing coverage is reported, not failed; every other finding still fails
     assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
                                    "m/a: case c2: E: x"]

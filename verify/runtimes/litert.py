@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from tf_parity_export.models.errors import first_reason
@@ -14,12 +16,14 @@ from .base import FnRuntime, Subject, Unavailable, Unsupported
 INSTALL = "pip install 'tf-parity-export[litert]' (ai-edge-litert)"
 
 
-def load(subject: Subject) -> FnRuntime:
+def load(subject: Subject, preserve_all_tensors: bool = False) -> FnRuntime:
     """Run the "serving_default" signature with LiteRT's default CPU setup (XNNPACK, float32).
 
     A model whose `.tflite` could not be made (card.json `formats.litert`) is
     `Unsupported` with the converter's reason; one converted with a fixed
     batch of one row (Keras RNNs) is run one row at a time.
+    `preserve_all_tensors` keeps every intermediate tensor readable after a run
+    (`runtime.interpreter.get_tensor`), for localization; it costs memory.
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -30,8 +34,10 @@ def load(subject: Subject) -> FnRuntime:
     if state["status"] != "ok":
         raise Unsupported(f"the TFLite converter could not convert this model: {state['reason']}")
     try:
-        with quiet_stderr(replay=False):
-            interpreter = Interpreter(model_path=str(subject.folder / TFLITE))
+        with quiet_stderr(replay=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # preserving warns "for debugging purposes only": it is
+            interpreter = Interpreter(model_path=str(subject.folder / TFLITE),
+                                      experimental_preserve_all_tensors=preserve_all_tensors)
             signatures = interpreter.get_signature_list()
     except (ValueError, RuntimeError) as e:  # ops this interpreter lacks (TF Select ops), and the like
         raise Unsupported(f"LiteRT cannot load {TFLITE}: {first_reason(e)}") from None
@@ -47,14 +53,15 @@ def load(subject: Subject) -> FnRuntime:
         # The runner resizes the dynamic batch itself; copy out of the interpreter's buffers.
         return {k: np.array(v) for k, v in runner(**feed).items()}
 
-    if not state.get("static_batch"):
-        return FnRuntime("litert", run, checks)
-
-    def one_row_at_a_time(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [run({k: v[i:i + 1] for k, v in feed.items()}) for i in range(len(next(iter(feed.values()))))]
-        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-
-    return FnRuntime("litert", one_row_at_a_time, checks)
+    if state.get("static_batch"):
+        def infer(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            rows = [run({k: v[i:i + 1] for k, v in feed.items()}) for i in range(len(next(iter(feed.values()))))]
+            return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    else:
+        infer = run
+    runtime = FnRuntime("litert", infer, checks)
+    runtime.interpreter = interpreter  # type: ignore[attr-defined]  (localization reads its tensors)
+    return runtime
 
 
 def _missing_signature(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
