@@ -28,8 +28,9 @@ from tf_parity_export.verify.compare import compare_output
 from .api import export_models
 from .onnx_model import DEFAULT_OPSET
 
-# What TensorFlow computes at export: TF eager's outputs, and the inputs the coverage search found.
-COMPUTED = re.compile(r"^(test_data_set_\d+/(input|output)_\d+\.pb|cases\.npz)$")
+# What TensorFlow computes at export: TF eager's outputs, the inputs the coverage search found,
+# and TF's intermediate tensors kept for localization.
+COMPUTED = re.compile(r"^(test_data_set_\d+/(input|output)_\d+\.pb|cases\.npz|tf_intermediates\.npy)$")
 
 
 def check_models(names: list[str], out: Path = Path("artifacts"), opset: int = DEFAULT_OPSET) -> list[str]:
@@ -87,8 +88,11 @@ def _alike(rel: str, fresh: Path, have: Path, spec: ModelSpec) -> bool:
             return _same_card(json.loads((fresh / rel).read_text()), json.loads((have / rel).read_text()))
         if rel.endswith(".pb") and COMPUTED.match(rel):
             return _same_arrays(_read_pb(fresh / rel), _read_pb(have / rel), spec)
-        if rel == layout.CASES and COMPUTED.match(rel):
+        if rel == layout.CASES:
             return _same_arrays(dict(np.load(fresh / rel)), dict(np.load(have / rel)), spec)
+        if rel.endswith(".npy") and COMPUTED.match(rel):
+            return _same_arrays({rel: np.load(fresh / rel, allow_pickle=False)},
+                                {rel: np.load(have / rel, allow_pickle=False)}, spec)
     except (OSError, ValueError, KeyError):
         return False
     return False
