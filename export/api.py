@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from tf_parity_export.models import PluginError, UserError, get_spec
+from tf_parity_export.models.text import shown
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
@@ -106,9 +107,10 @@ def export_layout(
     Returns:
         The verification report of the artifacts the layout was built from.
     """
-    from .serving import LAYOUTS
+    from .serving import LAYOUTS, NAME_CHECKS
 
     write = LAYOUTS[layout_name]
+    NAME_CHECKS[layout_name](names)  # before anything is exported
     out = Path(out)
     with exclusive(out):  # two runs into one repository take turns; a killed run's temporaries are swept
         # The artifacts are built inside the repository (not in /tmp, which a killed run would litter),
@@ -122,9 +124,9 @@ def export_layout(
             if report is None or report:
                 for name in names:
                     write(get_spec(name), tmp / name, out)
-                progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
+                progress(f"wrote a {layout_name} model repository for {len(names)} models to {shown(out)}/")
         except OSError as e:
-            raise UserError(f"{e.filename or out}: cannot write the model repository here ({e.strerror})") from None
+            raise UserError(f"{shown(e.filename or out)}: cannot write the model repository here ({e.strerror})") from None
         finally:
             remove(tmp)
             if made:
