@@ -89,7 +89,9 @@ def test_a_required_file_missing_from_the_cards_list_is_refused(tmp_path, requir
     assert str(info.value) == f"toy: card.json does not list {required}; re-export with `export-models toy`"
 
 
-@pytest.mark.parametrize("rel", [layout.ONNX, "extra.bin", "saved_model/variables/extra", "test_data_set_9/input_0.pb"])
+@pytest.mark.parametrize("rel", [layout.ONNX, "extra.bin", "saved_model/variables/extra", "test_data_set_9/input_0.pb",
+                                 "extra.json", "saved_model/fingerprint.json", "test_data_set_0/x.json",
+                                 "card.json.bak", "sub/card.json"])
 def test_a_file_the_card_does_not_list_is_refused_by_name(tmp_path, rel):
     folder, card = _folder(tmp_path)
     if rel == layout.ONNX:
@@ -642,3 +644,74 @@ def test_write_text_writes_utf8_whatever_the_locale(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert path.read_bytes() == "caf\u00e9 \u2713".encode()
+
+
+# --- what a report may replace, and the temporaries a killed writer left ----------------------------
+
+def _gone_pid() -> int:
+    """The id of a real process that has exited (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+def test_write_text_never_replaces_what_is_not_a_regular_file(tmp_path):
+    """A symlink (to a file, to /dev/null, dangling), a FIFO (never opened: no hang) and a device stay."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "target").write_text("the user's")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name, kind in (("fifo", "a FIFO"), ("link", "a symlink"), ("null", "a symlink"), ("dangling", "a symlink")):
+        with pytest.raises(UserError) as info:
+            layout.write_text(tmp_path / name, "x")
+        assert str(info.value) == (f"{tmp_path / name}: is {kind}; refusing to replace it (reports are written only "
+                                   "as regular files: name the file itself)")
+    with pytest.raises(UserError, match="^/dev/null: is a device; refusing to replace it"):
+        layout.check_target(Path("/dev/null"))
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode) and (tmp_path / "target").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "fifo", "link", "null", "target"]
+    for fine in ("target", "missing", "missing-dir/x"):  # a regular file, nothing, no folder yet: no objection
+        layout.check_target(tmp_path / fine)
+
+
+def test_check_target_names_a_socket_as_not_a_regular_file(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s"))
+        with pytest.raises(UserError, match=r"s: is not a regular file; refusing to replace it"):
+            layout.check_target(tmp_path / "s")
+
+
+def test_the_sweep_removes_only_a_gone_writers_temporaries_of_that_file(tmp_path):
+    gone, alive = _gone_pid(), os.getpid()
+    ours = [f".r.json.tmp-{gone}-0123abcd", f".r.json.tmp-{gone}-ffffffff"]
+    others = [f".r.json.tmp-{alive}-0123abcd",  # a live writer's (this process)
+              f".r.json.tmp-{gone}-0123abc", f".r.json.tmp-{gone}-0123abcde", f".r.json.tmp-{gone}-0123ABCD",
+              f".r.jsonx.tmp-{gone}-0123abcd", f".x.r.json.tmp-{gone}-0123abcd", f"r.json.tmp-{gone}-0123abcd",
+              f".r.json.tmp-{gone}-0123abcd.bak", f".r.json.tmp--{gone}-0123abcd", ".r.json.tmp-0-0123abcd",
+              f".r.json.tmp-{2**80}-0123abcd"]
+    for name in ours + others:
+        (tmp_path / name).write_text("x")
+    folder = tmp_path / f".r.json.tmp-{gone}-aaaaaaaa"  # our pattern, but a folder: not ours to remove
+    folder.mkdir()
+    link = tmp_path / f".r.json.tmp-{gone}-bbbbbbbb"  # and a symlink: we never write one
+    link.symlink_to(tmp_path / "target")
+    (tmp_path / "target").write_text("kept")
+    assert sorted(layout.sweep_temporaries(tmp_path / "r.json")) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, folder.name, link.name, "target"])
+    assert (tmp_path / "target").read_text() == "kept"
+    assert layout.sweep_temporaries(tmp_path / "nowhere" / "r.json") == []  # no folder: nothing to do
+
+
+def test_write_text_sweeps_before_it_writes(tmp_path):
+    left = tmp_path / f".report.json.tmp-{_gone_pid()}-0123abcd"
+    left.write_text("{")
+    layout.write_text(tmp_path / "report.json", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_only_a_process_that_is_gone_is_taken_for_gone():
+    assert layout._alive(os.getpid()) and layout._alive(1)  # this one; init (another user's, as non-root)
+    assert not layout._alive(_gone_pid())
+    assert layout._alive(0) and layout._alive(-1) and layout._alive(2**80)  # not a writer's id: leave it
