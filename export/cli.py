@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
+from tf_parity_export.models.text import shown, terminal_safe
 from tf_parity_export.verify.cli import ModelName, broken_plugins, finish, pick_names, run_and_exit, user_errors
 
 
@@ -71,29 +72,34 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         raise click.UsageError("--check compares an artifacts folder; it does not take --format")
     if demo is not None and (check or format_ != "artifacts"):
         raise click.UsageError("--demo is written from an artifacts folder; it does not take --check or --format")
-    if demo is not None:
-        from .demo import check_demo_dest
-
-        check_demo_dest(demo)  # before anything is exported
     require_exporter()
     # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
     chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
+    if demo is not None:
+        from .demo import check_demo_dest
+
+        check_demo_dest(demo, out, chosen)  # before anything is exported
+    if json_path and not check:
+        from tf_parity_export.verify.render import check_report_path
+
+        check_report_path(json_path)  # a symlink or FIFO there is refused before the export, not after
     if check:
         from tf_parity_export.models import ArtifactError
 
         from .api import check_models
 
-        click.echo(f"checking {out}/ against a fresh export of {', '.join(chosen)}", err=True)
+        click.echo(f"checking {shown(out)}/ against a fresh export of {', '.join(chosen)}", err=True)
         diffs = check_models(chosen, out, opset)
         if diffs:
             fix = ["export-models", *(["--all"] if all_ else chosen), "--out", str(out),
                    *(["--opset", str(opset)] if opset != DEFAULT_OPSET else [])]
-            raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: {shlex.join(fix)}"]))
-        click.echo(f"{out}/ is current ({len(chosen)} models byte-identical to a fresh export)")
+            raise ArtifactError("\n".join([*diffs, f"{shown(out)}/ is out of date; run: {shlex.join(fix)}"]))
+        click.echo(f"{shown(out)}/ is current ({len(chosen)} models byte-identical to a fresh export)")
         return
-    click.echo(f"exporting {', '.join(chosen)} to {out}/ (opset {opset}, format {format_})", err=True)
-    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    click.echo(f"exporting {', '.join(chosen)} to {shown(out)}/ (opset {opset}, format {format_})", err=True)
+    progress = lambda line: click.echo(terminal_safe(line), err=True)  # noqa: E731
     broken = broken_plugins(all_)
+    unwritten: list[tuple[str, UserError]] = []
     if format_ == "artifacts":
         from .api import export_models
 
@@ -102,18 +108,22 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         if demo is not None:
             from .demo import SERVE, write_demo
 
-            page = write_demo(chosen, out, demo)
-            click.echo(f"demo page: {page} (serve it: {SERVE.format(dest=demo)}, then open the address it prints)",
-                       err=True)
+            try:
+                page = write_demo(chosen, out, demo)
+            except UserError as e:  # the export's verdict is still printed, as FAILED (see finish)
+                unwritten.append(("--demo page", e))
+            else:
+                click.echo(terminal_safe(f"demo page: {page} (serve it: {SERVE.format(dest=shlex.quote(str(demo)))}, "
+                                         "then open the address it prints)"), err=True)
     else:
         from .api import export_layout
 
         report = export_layout(chosen, format_, out, opset, verify=not no_verify, progress=progress,
                                allow_uncovered=allow_uncovered)
     if report is not None:
-        finish(report, json_path, out if format_ == "artifacts" else None, broken)
-    elif broken:
-        raise UserError("\n".join(line for _, line in broken))
+        finish(report, json_path, out if format_ == "artifacts" else None, broken, unwritten=unwritten)
+    elif broken or unwritten:
+        raise UserError("\n".join([*(line for _, line in broken), *(str(e) for _, e in unwritten)]))
 
 
 def list_models() -> None:
@@ -124,7 +134,8 @@ def list_models() -> None:
     for name, spec in MODELS.items():
         where = plugins.origin(name)
         source = f"  [plugin: {where.distribution}, entry point {where.entry_point}]" if where else ""
-        click.echo(f"{name:16} {spec.summary}{source}")
+        # a plugin's summary is its text, not ours: an escape sequence or a newline in it is shown escaped
+        click.echo(f"{name:16} {terminal_safe(spec.summary, keep_newlines=False)}{source}")
     if errors:
         raise UserError("\n".join(line for _, line in errors))
 
