@@ -55,7 +55,7 @@ SCHEMA = "tf-parity-demo/2"  # 2: demo.json lists the files the demo wrote ("fil
 
 
 def sources(names: list[str], artifacts: Path) -> dict[str, Path]:
-    """Every file the demo copies, by its path in the demo folder (demo.json, written last, aside)."""
+    """Every file the demo copies, by its path in the demo folder (demo.json, which it writes, aside)."""
     files = {"index.html": PAGE_DIR / "index.html", "demo.js": PAGE_DIR / "demo.js",
              "ort_runner.js": web.PAGE_DIR / "ort_runner.js"}
     files.update({f"ort/{f}": web.ORT_DIST / f for f in ORT_FILES})

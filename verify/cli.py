@@ -212,10 +212,14 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
                                    f"on random inputs and compares nothing; it does not take {', '.join(ignored)}")
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{shown(inputs)}: {'not a regular file' if inputs.exists() else 'no such file'}")
-    if json_path:
+    if json_path:  # a symlink or FIFO there is refused before the run, not after (--bench writes no page)
+        from .layout import check_target
         from .render import check_report_path
 
-        check_report_path(json_path)  # a symlink or FIFO there is refused before the run, not after
+        if bench:
+            check_target(json_path)
+        else:
+            check_report_path(json_path)
     if bench:
         from .bench import benchmark, table
         from .layout import write_json
