@@ -162,15 +162,17 @@ def sweep_temporaries(path: Path) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process with this id exists (signal 0 checks without sending anything)."""
-    if pid <= 0:
-        return True  # not a process id a writer has: leave it
+    """Whether a process with this id exists (signal 0 checks without sending anything).
+
+    Only a process the kernel says does not exist counts as gone: another user's
+    (EPERM), an id too large to be one (OverflowError) and 0 (our own process
+    group, which exists) are all left alone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        return True  # exists (another user's), or not a real id: leave it
+        return True
     return True
 
 

@@ -715,4 +715,16 @@ def test_write_text_sweeps_before_it_writes(tmp_path):
 def test_only_a_process_that_is_gone_is_taken_for_gone():
     assert layout._alive(os.getpid()) and layout._alive(1)  # this one; init (another user's, as non-root)
     assert not layout._alive(_gone_pid())
-    assert layout._alive(0) and layout._alive(-1) and layout._alive(2**80)  # not a writer's id: leave it
+    assert layout._alive(0) and layout._alive(2**80)  # our process group; no process's id: left alone
+
+
+def test_asking_whether_a_writer_is_alive_sends_it_nothing():
+    """Signal 0 checks; any other signal would reach the writer (SIGHUP ends a `sleep`)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert layout._alive(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    finally:
+        child.kill()
+        child.wait()

@@ -115,3 +115,6 @@ def test_the_random_inputs_are_sized_from_the_declared_shapes():
                                                                    TensorSig("s", (None,), "int32")),
                      outputs=(TensorSig("y", ()),))
     assert random_data_bytes(wide) == (4 * 5 * 8 + 4) * 10
+    open_dim = ModelSpec(name="o", builder="a:b", summary="", inputs=(TensorSig("x", (None, None, 3)),),
+                         outputs=(TensorSig("y", ()),))
+    assert random_data_bytes(open_dim) == 3 * 4 * 10  # a dimension left open counts as 1: the least it can be

@@ -337,9 +337,12 @@ def test_a_required_reduced_runtime_fails_at_its_own_atol_or_the_models(tmp_path
     rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.5})
     assert [r.status for r in rep.results] == ["passed", "passed"] and rep.failures() == []
     assert rep.precision["ort_cpu_noopt"]["within_tolerance"] is True
-    with pytest.raises(UserError, match=r"^--require ort_cpu:0.5: ort_cpu is exact \(fp32\), always held to the "
-                                        "model's own tolerance"):  # an exact runtime has no ATOL of its own
+    with pytest.raises(UserError) as info:  # an exact runtime has no ATOL of its own
         _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": 0.5})
+    assert str(info.value) == ("--require ort_cpu:0.5: ort_cpu is exact (fp32), always held to the model's own "
+                               "tolerance; an ATOL is for a reduced-precision runtime (openvino_default, "
+                               "ort_cpu_noopt, ort_cuda_tf32, ort_tensorrt_fp16). Use --require ort_cpu to require it")
+    # (ort_cpu_noopt is declared reduced in this test; the list is every runtime whose mode is not fp32)
     exact = _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": None})
     assert [r.status for r in exact.results] == ["passed", "failed"]
 
@@ -527,6 +530,51 @@ def test_with_tensorflow_the_weights_are_loaded_into_the_prebuilt_model(tmp_path
     rep = verify_model(SPEC, _folder(tmp_path), ["ort_cpu"], prebuilt=_UnloadableWeights())
     assert rep.reference == REFERENCE
     assert rep.error == "toy: model.weights.h5 cannot be loaded (truncated HDF5 file)" and rep.results == []
+
+
+class _NumpyToy:
+    """Stands in for the Keras model (TF eager) without TensorFlow: the toy graph's function in numpy."""
+
+    def load_weights(self, path):
+        pass
+
+    def __call__(self, x):
+        return np.maximum(x, 0) * 2
+
+
+class _ToyPath:
+    def __init__(self, x):
+        self.x = x
+
+    def to_json(self):
+        return {"iterations": int(self.x.shape[0]), "branch": "kept" if self.x.sum() > 0 else "scaled",
+                "margin": 0.5, "norm_before_loop": float(np.linalg.norm(self.x))}
+
+
+class _ToyProbe:
+    def __init__(self, model):
+        assert isinstance(model, _NumpyToy)  # the model the folder's weights were loaded into
+
+    def trace(self, x):
+        return _ToyPath(x)
+
+
+def toy_probe(model):
+    return _ToyProbe(model)
+
+
+def test_with_the_model_each_cases_path_is_the_probes_trace(tmp_path):
+    """With TensorFlow (here a numpy stand-in for the model) the probe traces every case itself."""
+    from dataclasses import replace
+
+    from tf_parity_export.verify.inputs import random_cases
+
+    spec = replace(SPEC, probe=f"{__name__}:toy_probe")
+    rep = verify_model(spec, _folder(tmp_path), ["ort_cpu"], prebuilt=_NumpyToy())
+    cases = random_cases(spec)
+    assert rep.error == "" and [c["name"] for c in rep.cases] == [c.name for c in cases]
+    assert [c["path"] for c in rep.cases] == [_ToyPath(c.feed["x"]).to_json() for c in cases]
+    assert rep.coverage["loop ran once"] == ["random_b1"] and rep.failures()[0].startswith("toy: no input covers")
 
 
 def test_a_probes_recorded_path_is_the_cases_path(tmp_path):
