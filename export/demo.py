@@ -77,22 +77,23 @@ def check_demo_dest(dest: Path, artifacts: Path, names: list[str]) -> None:
         raise UserError(f"{where}: is {'the artifacts folder' if here == root else 'inside the artifacts folder'} "
                         f"{shown(artifacts)}, whose files are checked byte for byte; choose a folder outside it")
     for folder in (here, *here.parents):
-        if (folder / layout.CARD).is_file():
+        if _is_ours(folder / layout.CARD, "files"):
             raise UserError(f"{where}: {shown(folder)} is a model folder (it has {layout.CARD}); a model folder "
                             "holds only the files its card lists; choose a folder outside it")
-        if _is_artifacts_root(folder):
+        if _is_ours(folder / layout.INDEX, "models"):
             raise UserError(f"{where}: {shown(folder)} is an artifacts folder (its {layout.INDEX} is this tool's); "
                             "choose a folder outside it")
     _check_overwrites(dest, list(sources(names, artifacts)))
 
 
-def _is_artifacts_root(folder: Path) -> bool:
-    """A folder whose manifest.json is an export's index (a site's own manifest.json is not)."""
+def _is_ours(path: Path, key: str) -> bool:
+    """Whether `path` is this tool's card.json (`key` "files") or manifest.json ("models"): a JSON
+    object with a "schema" and that key holding an object. A web site's own manifest.json is not."""
     try:
-        index = layout.read_json(folder / layout.INDEX)
+        data = layout.read_json(path)
     except (OSError, ValueError):
         return False
-    return isinstance(index, dict) and isinstance(index.get("models"), dict) and "schema" in index
+    return isinstance(data, dict) and "schema" in data and isinstance(data.get(key), dict)
 
 
 def _previous(dest: Path) -> dict[str, str]:

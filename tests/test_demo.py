@@ -97,11 +97,12 @@ def test_the_artifacts_folder_a_folder_inside_it_and_model_folders_are_refused(c
     root = copy_of("mlp")
     other = tmp_path / "elsewhere"  # another export's artifacts root, and a model folder of it
     (other / "mlp").mkdir(parents=True)
-    (other / "mlp" / layout.CARD).write_text("{}")
+    card = json.dumps({"schema": layout.SCHEMA_VERSION, "files": {}})
+    (other / "mlp" / layout.CARD).write_text(card)
     (other / layout.INDEX).write_text(json.dumps({"schema": layout.SCHEMA_VERSION, "models": {}}))
     lone = tmp_path / "copied" / "mlp"  # a model folder copied somewhere on its own, without its manifest
     lone.mkdir(parents=True)
-    (lone / layout.CARD).write_text("{}")
+    (lone / layout.CARD).write_text(card)
     for dest in (root, root / "site", root / "mlp", root / "mlp" / "deeper", other / "mlp", other / "site",
                  other / "mlp" / "x", lone, lone / "x"):
         with pytest.raises(UserError) as info:
@@ -111,9 +112,10 @@ def test_the_artifacts_folder_a_folder_inside_it_and_model_folders_are_refused(c
     link.symlink_to(root)  # the same folder by another name
     with pytest.raises(UserError, match="is the artifacts folder"):
         demo.check_demo_dest(link, root, ["mlp"])
-    site = tmp_path / "site"  # a web site's own manifest.json does not make it an artifacts folder
+    site = tmp_path / "site"  # a web site's own manifest.json or card.json does not make it an artifacts folder
     site.mkdir()
     (site / layout.INDEX).write_text('{"name": "my app", "icons": []}')
+    (site / layout.CARD).write_text('{"title": "a card game"}')
     demo.check_demo_dest(site, root, ["mlp"])
 
 

@@ -713,15 +713,20 @@ def test_write_text_sweeps_before_it_writes(tmp_path):
 
 
 def test_only_a_process_that_is_gone_is_taken_for_gone():
-    assert layout._alive(os.getpid()) and layout._alive(1)  # this one; init (another user's, as non-root)
+    # (no pid 0 or 1 here: a mutant sending a real signal would reach this process group, or init)
+    assert layout._alive(os.getpid())
     assert not layout._alive(_gone_pid())
-    assert layout._alive(0) and layout._alive(2**80)  # our process group; no process's id: left alone
+    assert layout._alive(2**80)  # too large to be any process's id: left alone
 
 
 def test_asking_whether_a_writer_is_alive_sends_it_nothing():
-    """Signal 0 checks; any other signal would reach the writer (SIGHUP ends a `sleep`)."""
-    child = subprocess.Popen(["sleep", "30"])
+    """Signal 0 checks; any other signal would reach the writer. The child takes SIGHUP's default
+    (ending it) first: an ignored signal is inherited, and a test runner may ignore SIGHUP."""
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                              "signal.signal(signal.SIGHUP, signal.SIG_DFL); print('ready', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"
         assert layout._alive(child.pid)
         with pytest.raises(subprocess.TimeoutExpired):
             child.wait(timeout=0.5)
