@@ -729,7 +729,7 @@ def test_asking_whether_a_writer_is_alive_sends_it_nothing():
         assert child.stdout.readline() == "ready\n"
         assert layout._alive(child.pid)
         with pytest.raises(subprocess.TimeoutExpired):
-            child.wait(timeout=0.5)
+            child.wait(timeout=0.2)
     finally:
         child.kill()
         child.wait()
