@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from tf_parity_export.models import ModelSpec, PluginError, UserError
-from tf_parity_export.models.text import shown
 from tf_parity_export.models.plugins import build_checked, check_outputs, make_probe_checked, origin, trace_path
+from tf_parity_export.models.text import shown
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
@@ -47,7 +47,7 @@ class ExportResult:
 def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
     """Build `spec`'s model and write its complete artifact folder under `out`."""
     start = time.perf_counter()
-    # before anything is built: a declared input too wide to store is one line, not 764 MiB written
+    # before anything is built: a declared input too wide to store is one line, not 763 MiB written
     check_test_data_size(spec, random_data_bytes(spec), "the random test inputs alone would")
     out.mkdir(parents=True, exist_ok=True)
     tmp = claim(out, spec.name)

@@ -128,3 +128,17 @@ def test_the_cap_holds_for_every_set_written(monkeypatch, tmp_path):
     assert str(info.value) == ("mlp: the test data sets up to case 'random_b7' would take 1200 bytes, over the cap of "
                                "1000 bytes on a model's stored test data (inputs [[None, 20]]); declare smaller inputs")
     assert sorted(p.name for p in (tmp_path / "art").iterdir()) == [".export.lock"]
+
+
+def test_escape_sequences_in_a_models_own_names_never_reach_the_table_raw(copy_of, resign):
+    """The table's coverage columns and notes name the ONNX graph's nodes, which a plugin's model chooses."""
+    root = copy_of("fancy_mlp")
+    folder = root / "fancy_mlp"
+    model = onnx.load(str(folder / layout.ONNX))
+    node = next(n for n in model.graph.node if n.op_type == "If")
+    node.name = "If\x1b[2J\x1b[31mred"
+    onnx.save(model, str(folder / layout.ONNX))
+    resign(folder)
+    result = CliRunner().invoke(verify_main, ["fancy_mlp", "--artifacts", str(root), "--providers", "ort_cpu"])
+    assert result.exit_code == 0, result.output
+    assert "If If\\x1b[2J\\x1b[31mred" in result.stdout and "\x1b" not in result.output
