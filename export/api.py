@@ -8,6 +8,7 @@ from typing import Callable
 
 from tf_parity_export.models import UserError
 from tf_parity_export.models.errors import ExportError
+from tf_parity_export.models.text import shown
 from tf_parity_export.verify import Report, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
@@ -129,9 +130,10 @@ def export_layout(
     Returns:
         The verification report of the artifacts the layout was built from.
     """
-    from .serving import LAYOUTS
+    from .serving import LAYOUTS, NAME_CHECKS
 
     write = LAYOUTS[layout_name]
+    NAME_CHECKS[layout_name](names)  # before anything is exported
     out = Path(out)
     with exclusive(out):  # two runs into one repository take turns; a killed run's temporaries are swept
         # The artifacts are built inside the repository (not in /tmp, which a killed run would litter),
@@ -147,9 +149,9 @@ def export_layout(
             if report is None or report:
                 for spec in specs:
                     write(spec, tmp / spec.name, out)
-                progress(f"wrote a {layout_name} model repository for {len(names)} models to {out}/")
+                progress(f"wrote a {layout_name} model repository for {len(names)} models to {shown(out)}/")
         except OSError as e:
-            raise UserError(f"{e.filename or out}: cannot write the model repository here ({e.strerror})") from None
+            raise UserError(f"{shown(e.filename or out)}: cannot write the model repository here ({e.strerror})") from None
         finally:
             remove(tmp)
             if made:

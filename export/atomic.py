@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from tf_parity_export.models import UserError
+from tf_parity_export.models.text import shown
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -120,12 +121,12 @@ def exclusive(out: Path, wait: bool = True) -> Iterator[None]:
         out.mkdir(parents=True, exist_ok=True)
         handle = open(out / LOCK, "a+")  # noqa: SIM115 (closed below)
     except OSError as e:
-        raise UserError(f"{out}: cannot write the artifacts folder here ({e.strerror})") from None
+        raise UserError(f"{shown(out)}: cannot write the artifacts folder here ({e.strerror})") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise UserError(f"{out}: another export-models run holds {LOCK}") from None
+            raise UserError(f"{shown(out)}: another export-models run holds {LOCK}") from None
         root = out.resolve()
         _sweep(out, handle)
         _held[root] = handle

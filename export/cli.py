@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 
 from tf_parity_export.models import MODELS, UserError, load_plugins, seed_models
-from tf_parity_export.verify.cli import (INSENSITIVE_HELP, PROVIDERS_HELP, REQUIRE_HELP, ModelName, broken_plugins, finish, parse_providers,
-                                        parse_require, pick_names, run_and_exit, user_errors)
+from tf_parity_export.models.text import shown, terminal_safe
+from tf_parity_export.verify.cli import (INSENSITIVE_HELP, PROVIDERS_HELP, REQUIRE_HELP, ModelName, broken_plugins,
+                                        finish, parse_providers, parse_require, pick_names, run_and_exit, user_errors)
 
 
 DEFAULT_OPSET = 17  # export/onnx_model.py's; repeated here so that --help does not import tf2onnx
@@ -87,10 +88,6 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         raise click.UsageError("--check compares an artifacts folder; it does not take --format")
     if demo is not None and (check or format_ != "artifacts"):
         raise click.UsageError("--demo is written from an artifacts folder; it does not take --check or --format")
-    if demo is not None:
-        from .demo import check_demo_dest
-
-        check_demo_dest(demo)  # before anything is exported
     runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
     if no_verify and (runtimes or require or allow_uncovered or allow_insensitive):
@@ -100,23 +97,33 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
     # --all --check: the committed artifacts/ hold the seed models only, whatever plugins are installed
     chosen = seed_models() if check and all_ and not names else pick_names(names, all_)
     chosen = model_files(chosen, file_name, input_ranges, atol, rtol, custom_modules)
+    if demo is not None:
+        from .demo import check_demo_dest
+
+        check_demo_dest(demo, out, _names(chosen))  # before anything is exported
+    if json_path and not check:
+        from tf_parity_export.verify.render import check_report_path
+
+        check_report_path(json_path)  # a symlink or FIFO there is refused before the export, not after
     if check:
         from tf_parity_export.models import ArtifactError
 
         from .check import check_models
 
-        click.echo(f"checking {out}/ against a fresh export of {', '.join(_names(chosen))}", err=True)
+        click.echo(f"checking {shown(out)}/ against a fresh export of {', '.join(_names(chosen))}", err=True)
         diffs = check_models(chosen, out, opset)
         if diffs:
             fix = ["export-models", *(["--all"] if all_ else names), "--out", str(out),
                    *(["--opset", str(opset)] if opset != DEFAULT_OPSET else [])]
-            raise ArtifactError("\n".join([*diffs, f"{out}/ is out of date; run: {shlex.join(fix)}"]))
-        click.echo(f"{out}/ is current ({len(chosen)} models: model files byte-identical to a fresh export, "
+            raise ArtifactError("\n".join([*diffs, f"{shown(out)}/ is out of date; run: {shlex.join(fix)}"]))
+        click.echo(f"{shown(out)}/ is current ({len(chosen)} models: model files byte-identical to a fresh export, "
                    "the data TensorFlow computed within each model's tolerance)")
         return
-    click.echo(f"exporting {', '.join(_names(chosen))} to {out}/ (opset {opset}, format {format_})", err=True)
-    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    click.echo(terminal_safe(f"exporting {', '.join(_names(chosen))} to {shown(out)}/ (opset {opset}, "
+                             f"format {format_})"), err=True)
+    progress = lambda line: click.echo(terminal_safe(line), err=True)  # noqa: E731
     broken = broken_plugins(all_)
+    unwritten: list[tuple[str, UserError]] = []
     if format_ == "artifacts":
         from .api import export_models
 
@@ -126,9 +133,13 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
         if demo is not None:
             from .demo import SERVE, write_demo
 
-            page = write_demo(_names(chosen), out, demo)
-            click.echo(f"demo page: {page} (serve it: {SERVE.format(dest=demo)}, then open the address it prints)",
-                       err=True)
+            try:
+                page = write_demo(_names(chosen), out, demo)
+            except UserError as e:  # the export's verdict is still printed, as FAILED (see finish)
+                unwritten.append(("--demo page", e))
+            else:
+                click.echo(terminal_safe(f"demo page: {page} (serve it: {SERVE.format(dest=shlex.quote(str(demo)))}, "
+                                         "then open the address it prints)"), err=True)
     else:
         from .api import export_layout
 
@@ -136,9 +147,9 @@ def main(names: tuple[str, ...], all_: bool, out: Path, list_: bool, opset: int,
                                allow_uncovered=allow_uncovered, runtimes=runtimes, require=require,
                                allow_insensitive=allow_insensitive)
     if report is not None:
-        finish(report, json_path, out if format_ == "artifacts" else None, broken)
-    elif broken:
-        raise UserError("\n".join(line for _, line in broken))
+        finish(report, json_path, out if format_ == "artifacts" else None, broken, unwritten=unwritten)
+    elif broken or unwritten:
+        raise UserError("\n".join([*(line for _, line in broken), *(str(e) for _, e in unwritten)]))
 
 
 def model_files(chosen: list[str], name: str | None, ranges: tuple[str, ...], atol: float | None,
@@ -173,7 +184,8 @@ def list_models() -> None:
     for name, spec in MODELS.items():
         where = plugins.origin(name)
         source = f"  [plugin: {where.distribution}, entry point {where.entry_point}]" if where else ""
-        click.echo(f"{name:{width}}  {spec.summary}{source}")
+        # a plugin's summary is its text, not ours: an escape sequence or a newline in it is shown escaped
+        click.echo(f"{name:{width}}  {terminal_safe(spec.summary, keep_newlines=False)}{source}")
     if errors:
         raise UserError("\n".join(line for _, line in errors))
 

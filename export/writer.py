@@ -23,12 +23,13 @@ import numpy as np
 
 from tf_parity_export.models import ModelSpec, PluginError, UserError
 from tf_parity_export.models.errors import ExportError, first_reason
-from tf_parity_export.models.plugins import build_checked, check_outputs
+from tf_parity_export.models.plugins import build_checked, check_outputs, make_probe_checked, origin, trace_path
+from tf_parity_export.models.text import shown
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
 from tf_parity_export.verify.localize.artifact import record as record_sources
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
-from tf_parity_export.verify.test_data import write_set
+from tf_parity_export.verify.test_data import check_test_data_size, random_data_bytes, write_set
 from tf_parity_export.verify.verifier import tool_versions
 
 from .atomic import claim, swap_in
@@ -60,6 +61,8 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
     its converter fails, the folder is written without it and the card says why.
     """
     start = time.perf_counter()
+    # before anything is built: a declared input too wide to store is one line, not 763 MiB written
+    check_test_data_size(spec, random_data_bytes(spec), "the random test inputs alone would")
     out.mkdir(parents=True, exist_ok=True)
     tmp = claim(out, spec.name)
     try:
@@ -70,7 +73,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             spec, notes = resolve_ranges(spec, model)
             fn = spec.serving_function(model)
             check_outputs(spec, fn)
-        layout.check_room(tmp, _weights_bound(model), f"{out / spec.name / layout.WEIGHTS}")
+        layout.check_room(tmp, _weights_bound(model), shown(out / spec.name / layout.WEIGHTS))
         with _stage(spec, "weights"):
             model.save_weights(str(tmp / layout.WEIGHTS))
         with _stage(spec, "saved_model"):
@@ -112,7 +115,7 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
         shutil.rmtree(tmp, ignore_errors=True)
         reason = _write_failure(e)
         if reason:
-            raise UserError(f"{out / spec.name}: cannot write the artifacts ({reason}); nothing was changed") from None
+            raise UserError(f"{shown(out / spec.name)}: cannot write the artifacts ({reason}); nothing was changed") from None
         raise
     dest = out / spec.name
     sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
@@ -210,7 +213,15 @@ def _coverage_inputs(spec: ModelSpec, model: Any, onnx_path: Path) -> tuple[dict
     """
     if spec.probe:
         name = spec.inputs[0].name
-        return {case: {name: x} for case, x in find_coverage_inputs(spec, model).items()}, []
+        try:
+            found = find_coverage_inputs(spec, model)
+        except Exception as e:
+            where = origin(spec.name)
+            if where is None:  # a seed model's probe: a bug keeps its traceback
+                raise
+            raise PluginError(f"{spec.name} (plugin {where}): the coverage search with probe {spec.probe} failed "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        return {case: {name: x} for case, x in found.items()}, []
     from tf_parity_export.verify.coverage import find_covering_inputs, has_control_flow
 
     if not has_control_flow(onnx_path):
@@ -223,7 +234,7 @@ def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[s
     with TF eager's outputs; boundary cases are left out (another runtime may
     legitimately take the other branch on them)."""
     eager = RUNTIMES[REFERENCE](Subject(spec, folder, model))
-    probe = spec.make_probe(model)
+    probe = make_probe_checked(spec, model)
     graph = None
     if probe is None and coverage:
         from tf_parity_export.verify.coverage import GraphCoverage
@@ -231,12 +242,15 @@ def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[s
         graph = GraphCoverage(folder / layout.ONNX, spec.name)
     name = spec.inputs[0].name
     cases = random_cases(spec) + [Case(c, "coverage", feed) for c, feed in coverage.items()]
-    entries = []
+    entries, stored = [], 0
     for case in cases:
-        path = probe.trace(case.feed[name]).to_json() if probe else graph.trace(case.feed).to_json() if graph else None
+        path = trace_path(spec, probe, case.feed[name]) if probe else graph.trace(case.feed).to_json() if graph else None
         if path and path["margin"] is not None and path["margin"] < BOUNDARY_MARGIN:
             continue
-        folder_name = write_set(folder, len(entries), spec, case.feed, eager.infer(case.feed))
+        outputs = eager.infer(case.feed)
+        stored += sum(a.nbytes for a in (*case.feed.values(), *outputs.values()))
+        check_test_data_size(spec, stored, f"the test data sets up to case {case.name!r} would")
+        folder_name = write_set(folder, len(entries), spec, case.feed, outputs)
         entries.append({"set": folder_name, "case": case.name, "kind": case.kind, "path": path})
     return entries
 

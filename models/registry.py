@@ -8,14 +8,15 @@ or `get_spec` with a name that is not a seed model.
 from __future__ import annotations
 
 from . import plugins
-from .errors import UnknownModelError
+from .errors import PluginError, UnknownModelError
 from .spec import ModelSpec, TensorSig
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add `spec` to the registry; a duplicate name is a programming error."""
+    """Add `spec` to the registry; a duplicate or unusable name is a programming error."""
+    plugins.check_name(spec.name)
     if spec.name in MODELS:
         raise ValueError(f"model {spec.name!r} is already registered")
     MODELS[spec.name] = spec
@@ -27,6 +28,8 @@ def get_spec(name: str) -> ModelSpec:
     model); an unknown name lists the known ones."""
     if name not in MODELS:
         load_plugins()
+    if name in plugins.AMBIGUOUS:
+        raise PluginError(plugins.AMBIGUOUS[name])
     try:
         return MODELS[name]
     except KeyError:

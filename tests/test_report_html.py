@@ -221,3 +221,33 @@ def test_export_cli_writes_the_demo_and_refuses_bad_destinations(tmp_path, monke
     assert result.exit_code == 1 and result.output.startswith("error: --demo needs onnxruntime-web, which is not "
                                                               "installed in ")
     assert result.output.count("\n") == 1 and not (tmp_path / "art2").exists()
+
+
+def test_a_model_error_is_text_on_the_page_in_a_real_browser(artifacts, tmp_path, chromium):
+    """A real error whose text is markup (the artifacts folder's own name: a user's, or an attacker's):
+    on the page it is text, in the model's section, in its cells' titles and in the failures."""
+    from tf_parity_export.verify import verify_models
+
+    import shutil
+
+    hostile = tmp_path / "x' onmouseover='alert(2)' <img src=x onerror=alert(1)>"
+    shutil.copytree(artifacts / "nest_mlp", hostile / "nest_mlp")  # a model that runs: the matrix gets columns
+    shutil.copy(artifacts / layout.INDEX, hostile / layout.INDEX)
+    report = verify_models(["mlp", "nest_mlp"], hostile, runtimes=["ort_cpu"])
+    error = report.models[0].error
+    assert "<img src=x onerror=alert(1)>" in error and "onmouseover='alert(2)'" in error  # as the verifier wrote it
+    write_report(report, tmp_path / "r.json")
+    source = (tmp_path / "r.html").read_text()
+    assert "<img" not in source and "onmouseover='" not in source
+    page = chromium.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto((tmp_path / "r.html").as_uri())
+    assert page.eval_on_selector_all("img, [onmouseover], [onerror]", "els => els.length") == 0
+    assert page.inner_text("#model-mlp p") == error
+    titles = page.eval_on_selector_all("#matrix td.cell.error", "els => els.map(e => e.title)")
+    assert titles == [error]  # mlp's one cell (ort_cpu)
+    assert error in page.inner_text(".failures")
+    page.hover("#matrix td.cell.error >> nth=0")
+    page.close()
+    assert dialogs == []

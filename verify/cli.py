@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from tf_parity_export.models import MODELS, UserError, all_models, load_plugins
+from tf_parity_export.models import MODELS, UserError, all_models, get_spec, load_plugins
+from tf_parity_export.models.text import shown, terminal_safe
 
 from .runtimes import RUNTIMES
 
@@ -69,8 +70,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
+            # One line per problem; a name inside a message is `shown` (a newline in it cannot
+            # split the line), and control characters left in any message are escaped here.
             for line in str(e).splitlines():
-                click.echo(f"error: {line}", err=True)
+                click.echo(f"error: {terminal_safe(line)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -93,10 +96,13 @@ class ModelName(click.ParamType):
         return "MODEL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from tf_parity_export.models import plugins
         from tf_parity_export.models.from_file import file_format
 
         if value not in MODELS:
             load_plugins()
+        if value in plugins.AMBIGUOUS:
+            return value  # registered by two plugins: `pick_names` refuses it in one line naming both
         later = self.files == "verify" and "/" not in value
         if value not in MODELS and not later and not (self.files == "export" and file_format(value) is not None):
             known = ", ".join(repr(n) for n in sorted(MODELS))
@@ -112,7 +118,12 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
     if not all_ and not names:
         raise click.UsageError(f"name a model or pass --all (models: {', '.join(sorted(MODELS))}; "
                                "export-models --list shows plugins too)")
-    return all_models() if all_ else list(dict.fromkeys(names))
+    if all_:
+        return all_models()
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        get_spec(name)  # a name two plugins register is one line naming both (PluginError)
+    return chosen
 
 
 def broken_plugins(all_: bool) -> list[tuple[str, str]]:
@@ -123,7 +134,7 @@ def broken_plugins(all_: bool) -> list[tuple[str, str]]:
 
 
 def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: list[tuple[str, str]] = (),
-           tolerances: bool = False) -> None:
+           tolerances: bool = False, unwritten: list[tuple[str, UserError]] = ()) -> None:
     """Write the reports (JSON and, beside it, the same data as a page), then
     print the table and its verdict, then raise once if anything failed, so
     the printed verdict and the exit status agree. A broken plugin (`broken`)
@@ -131,7 +142,9 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 
     The copy in `artifacts` is a courtesy: if it cannot be written (a
     read-only folder) that is a warning. `--json PATH` was asked for: if it
-    cannot be written, the verdict printed is FAILED and the exit status 1.
+    cannot be written, the verdict printed is FAILED and the exit status 1;
+    so for any other file the user asked for that could not be written
+    (`unwritten`: what it is, e.g. "--demo page", and the error).
     """
     from tf_parity_export.models import ParityError
 
@@ -140,24 +153,24 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
     from .verifier import ModelReport
 
     report.models += [ModelReport(name, error=line) for name, line in broken]
+    unwritten = list(unwritten)
     if artifacts is not None and artifacts.is_dir():
         try:
             write_report(report, artifacts / REPORT)
         except UserError as e:
-            click.echo(f"warning: {e}; the report was not saved there", err=True)
-    unwritten = None
+            click.echo(terminal_safe(f"warning: {e}; the report was not saved there"), err=True)
     if json_path:
         try:
             write_report(report, json_path)
         except UserError as e:
-            unwritten = e
+            unwritten.append(("--json report", e))
     text = table(report, tolerances)
-    if unwritten is not None:
+    if unwritten:
         # The table's last line is its verdict: replace it, since the run did not do what was asked.
-        text = text.rsplit("\n", 1)[0] + "\nFAILED: --json report not written"
-    click.echo(text)
-    if unwritten is not None:
-        raise unwritten
+        text = text.rsplit("\n", 1)[0] + f"\nFAILED: {', '.join(what for what, _ in unwritten)} not written"
+    click.echo(terminal_safe(text))
+    if unwritten:
+        raise UserError("\n".join([*report.failures(), *(str(e) for _, e in unwritten)]))
     if not report:
         raise ParityError("\n".join(report.failures()))
 
@@ -202,10 +215,29 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
     unknown = [p for p in localize or [] if p not in RUNTIME_NAMES]
     if unknown:
         raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}", param_hint="--localize")
-    if inputs is not None and not inputs.is_file():
-        raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
     if bench and localize is not None:
         raise click.UsageError("--localize compares a verification's tensors; it does not apply to --bench")
+    if bench:
+        # --bench times the runtimes on its own batches; what only verification uses is refused, not ignored
+        ignored = [flag for flag, given in (("--inputs", inputs is not None), ("--require", require_ is not None),
+                                            ("--tolerances", tolerances), ("--allow-uncovered", allow_uncovered),
+                                            ("--allow-insensitive", allow_insensitive))
+                   if given]
+        if ignored:
+            from .bench import BATCHES
+
+            raise click.UsageError(f"--bench times the runtimes at batch {' and '.join(map(str, BATCHES))} "
+                                   f"on random inputs and compares nothing; it does not take {', '.join(ignored)}")
+    if inputs is not None and not inputs.is_file():
+        raise UserError(f"{shown(inputs)}: {'not a regular file' if inputs.exists() else 'no such file'}")
+    if json_path:  # a symlink or FIFO there is refused before the run, not after (--bench writes no page)
+        from .layout import check_target
+        from .render import check_report_path
+
+        if bench:
+            check_target(json_path)
+        else:
+            check_report_path(json_path)
     if bench:
         from .bench import benchmark, table
         from .layout import write_json
@@ -213,7 +245,7 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         result = benchmark(chosen, artifacts, runtimes)
         if json_path:
             write_json(json_path, result)  # before the table: a failed write is the verdict
-        click.echo(table(result))
+        click.echo(terminal_safe(table(result)))
         if result["failures"]:
             raise UserError("\n".join(result["failures"]))
         return
@@ -260,6 +292,8 @@ def parse_require(text: str) -> dict[str, float | None]:
         name, _, atol = item.partition(":")
         if name not in RUNTIME_NAMES:
             raise click.BadParameter(f"unknown runtime {name!r}; choose from {RUNTIME_NAMES}", param_hint="--require")
+        if name in require:
+            raise click.BadParameter(f"names {name} twice; name each runtime once", param_hint="--require")
         try:
             value = float(atol) if atol else None
         except ValueError:
@@ -270,4 +304,10 @@ def parse_require(text: str) -> dict[str, float | None]:
         require[name] = value
     if not require:
         raise click.BadParameter("names no runtime; e.g. --require openvino_default:0.2", param_hint="--require")
+    from .verifier import check_require
+
+    try:
+        check_require(require)
+    except UserError as e:
+        raise click.BadParameter(str(e).removeprefix("--require "), param_hint="--require") from None
     return require

@@ -397,9 +397,10 @@ class GraphCoverage:
             raise ArtifactError(f"{name}: {Path(onnx_path).name} cannot be parsed ({type(e).__name__})") from None
         copy, self.sites, self.extra = instrument(model)
         self.outputs = [o.name for o in model.graph.output]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(copy.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        from .runtimes.onnxruntime import session_options
+
+        self.session = ort.InferenceSession(copy.SerializeToString(), session_options(),
+                                            providers=["CPUExecutionProvider"])
         self.fetch = [name for _, _, name in self.extra]
 
     def trace(self, feed: dict[str, np.ndarray]) -> GraphPath:

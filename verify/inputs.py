@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tf_parity_export.models import InputError, ModelSpec, TensorSig
+from tf_parity_export.models.text import shown
 
 BATCH_SIZES = (1, 2, 7)
 INPUT_SEED = 1234
@@ -104,7 +105,7 @@ def read_npz(path: Path, limit: int = MAX_INPUT_BYTES, error: type[Exception] = 
     """
     import zipfile
 
-    where = label or str(path)
+    where = label or shown(path)
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -150,7 +151,7 @@ def load_npz(path: Path, spec: ModelSpec, arrays: dict[str, np.ndarray] | None =
     `arrays`: the file's arrays, already read by `read_npz` (one read serves every model).
     """
     feed = read_npz(path) if arrays is None else arrays
-    return Case(f"user:{Path(path).name}", "user", validate_feed(spec, feed, str(path)))
+    return Case(f"user:{Path(path).name}", "user", validate_feed(spec, feed, shown(path)))
 
 
 # Norms entering FancyMLP's loop, and the path each must produce:

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from tf_parity_export.models import ArtifactError, UserError
+from tf_parity_export.models.text import shown
 
 # 2: card.json lists the ONNX test data sets; 3: and model.tflite; 4: "formats" says whether the
 # deployment format (LiteRT) could be made, and the signature carries input ranges
@@ -106,15 +107,22 @@ def write_text(path: Path, text: str, temp: Path | None = None) -> None:
     the file-size limit, a folder in the way) is a one-line UserError and leaves
     no temporary file behind.
 
+    Only a regular file is ever replaced: a symlink, a FIFO, a device or a socket
+    at `path` is refused (`check_target`), so `/dev/stdout`, a link a user made
+    or a pipe another program reads stays what it is. Before writing, the
+    temporaries a killed run left beside `path` are removed (`sweep_temporaries`).
+
     Args:
         temp: the temporary to write first (export passes one recorded in its
             lock file, see export/atomic.py); by default a fresh hidden name beside `path`.
     """
     path = Path(path)
-    tmp = Path(temp) if temp is not None else path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    check_target(path)
+    tmp = Path(temp) if temp is not None else temporary(path)
     created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(path)
         # O_EXCL: never write through someone else's file; mode 0666 less the umask, like any new file
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         created = True
@@ -124,7 +132,67 @@ def write_text(path: Path, text: str, temp: Path | None = None) -> None:
     except OSError as e:
         if created:
             tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write here ({e.strerror or e})") from None
+        raise UserError(f"{shown(path)}: cannot write here ({e.strerror or e})") from None
+
+
+def check_target(path: Path) -> None:
+    """Refuse, in one line, to replace anything at `path` but a regular file: a symlink
+    (whatever it points to), a FIFO, a device, a socket. Nothing is opened, so a FIFO
+    cannot hang this."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # nothing there (or no folder to hold it: the write says so)
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: the rename onto it fails, one line too
+        kind = ("a symlink" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise UserError(f"{shown(path)}: is {kind}; refusing to replace it (reports are written only as regular "
+                        "files: name the file itself)")
+
+
+def temporary(path: Path) -> Path:
+    """The temporary `write_text` writes `path` through: `.<name>.tmp-<pid>-<8 hex>` beside it."""
+    return path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def sweep_temporaries(path: Path) -> list[str]:
+    """Remove the temporaries of `path` that a killed writer left: regular files named
+    exactly as `temporary` names them (`.<name>.tmp-<pid>-<8 hex>`) whose process is gone.
+    A live process's temporary (another run writing now) and any other name stay.
+    Returns the names removed."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-([0-9]+)-[0-9a-f]{{8}}")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        found = pattern.fullmatch(name)
+        if not found or _alive(int(found.group(1))):
+            continue
+        leftover = path.parent / name
+        try:
+            if stat.S_ISREG(os.lstat(leftover).st_mode):
+                leftover.unlink()
+                removed.append(name)
+        except OSError:
+            continue  # gone already, or not ours to remove here
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything).
+
+    Only a process the kernel says does not exist counts as gone: another user's
+    (EPERM), an id too large to be one (OverflowError) and 0 (our own process
+    group, which exists) are all left alone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def check_room(folder: Path, need: int, what: str) -> None:
@@ -225,9 +293,9 @@ def _read_artifact_json(path: Path, name: str, missing: str, fix: str) -> Any:
     try:
         return read_json(path)
     except FileNotFoundError:
-        raise ArtifactError(f"{name}: {path} is {missing}; {fix}") from None
+        raise ArtifactError(f"{name}: {shown(path)} is {missing}; {fix}") from None
     except (OSError, ValueError) as e:
-        raise ArtifactError(f"{name}: {path} is unreadable ({e}); {fix}") from None
+        raise ArtifactError(f"{name}: {shown(path)} is unreadable ({e}); {fix}") from None
 
 
 def read_card(folder: Path, name: str) -> dict[str, Any]:
@@ -235,11 +303,11 @@ def read_card(folder: Path, name: str) -> dict[str, Any]:
     verifier uses have the right types (paths are checked by `check_files`)."""
     path = folder / CARD
     if not folder.is_dir():
-        raise ArtifactError(f"{name}: no artifact folder at {folder}; run `export-models {name}`")
+        raise ArtifactError(f"{name}: no artifact folder at {shown(folder)}; run `export-models {name}`")
     fix = f"re-export with `export-models {name}`"
     card = _read_artifact_json(path, name, "missing", fix)
     if not isinstance(card, dict) or card.get("schema") != SCHEMA_VERSION or not isinstance(card.get("files"), dict):
-        raise ArtifactError(f"{name}: {path} is not a schema-{SCHEMA_VERSION} card; {fix}")
+        raise ArtifactError(f"{name}: {shown(path)} is not a schema-{SCHEMA_VERSION} card; {fix}")
 
     def bad(field: str, want: str) -> ArtifactError:
         return ArtifactError(f"{name}: {CARD} field {field!r} must be {want}; {fix}")
@@ -302,20 +370,20 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
         for entry in sorted([*dirnames, *filenames]):
             path = base / entry
             rel = path.relative_to(folder).as_posix()
-            shown = rel if rel.isprintable() else repr(rel)  # a newline in a name must not split the line
-            mode = path.lstat().st_mode
+            mode = path.lstat().st_mode  # a newline in a name must not split the line: shown() below
             if stat.S_ISLNK(mode):
-                raise ArtifactError(f"{name}: {shown} is a symlink; a model folder holds only regular files; refusing it")
+                raise ArtifactError(f"{name}: {shown(rel)} is a symlink; a model folder holds only regular files; "
+                                    "refusing it")
             if stat.S_ISREG(mode):
                 present[rel] = path
             elif not stat.S_ISDIR(mode):
-                raise ArtifactError(f"{name}: {shown} is not a regular file; refusing it")
+                raise ArtifactError(f"{name}: {shown(rel)} is not a regular file; refusing it")
     for rel in sorted(files):
         if rel not in present:
-            raise ArtifactError(f"{name}: {rel} is missing (listed in card.json); {fix}")
+            raise ArtifactError(f"{name}: {shown(rel)} is missing (listed in card.json); {fix}")
         if sha256(present[rel]) != files[rel]:
-            raise ArtifactError(f"{name}: {rel} changed since export (sha256 mismatch); {fix}")
-    unlisted = sorted(rel if rel.isprintable() else repr(rel) for rel in present if rel not in files and rel != CARD)
+            raise ArtifactError(f"{name}: {shown(rel)} changed since export (sha256 mismatch); {fix}")
+    unlisted = sorted(shown(rel) for rel in present if rel not in files and rel != CARD)
     if unlisted:
         raise ArtifactError(f"{name}: {unlisted[0]} is in the model folder but not listed in card.json "
                             f"(unhashed); remove it or {fix}")
@@ -337,7 +405,7 @@ def check_manifest(root: Path, name: str) -> None:
     models = index.get("models") if isinstance(index, dict) else None
     entry = models.get(name) if isinstance(models, dict) else None
     if not isinstance(entry, dict):
-        raise ArtifactError(f"{name}: {path} has no entry for {name}; {fix}")
+        raise ArtifactError(f"{name}: {shown(path)} has no entry for {name}; {fix}")
     # An export records the folder it is about to swap in as "pending" first
     # (export/writer.py), so either card verifies after a kill -9 in between.
     card_hash, onnx_hash = sha256(root / name / CARD), sha256(root / name / ONNX)

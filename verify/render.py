@@ -7,7 +7,7 @@ from pathlib import Path
 from tf_parity_export.models import UserError
 
 from .coverage import report_lines as graph_coverage_lines
-from .layout import write_json, write_text
+from .layout import check_target, write_json, write_text
 from .verifier import APART, STORED, ModelReport, Report, insensitive_line
 
 
@@ -149,6 +149,7 @@ def write_report(report: Report, path: Path) -> Path:
     removed too (a UserError). Returns the page's path."""
     from .report_html import render_html
 
+    check_report_path(path)  # both, before either is written
     data = report.to_json()
     write_json(path, data)
     page = page_path(path)
@@ -158,6 +159,14 @@ def write_report(report: Report, path: Path) -> Path:
         Path(path).unlink(missing_ok=True)  # a report is the pair: never leave half of it
         raise
     return page
+
+
+def check_report_path(json_path: Path) -> None:
+    """Refuse, in one line, a report path (or the page's beside it) that holds a symlink, a FIFO,
+    a device or a socket: they are never replaced (see `layout.check_target`). The CLIs call
+    this before running, so a run is not wasted on a report that cannot be written."""
+    check_target(Path(json_path))
+    check_target(page_path(json_path))
 
 
 def page_path(json_path: Path) -> Path:

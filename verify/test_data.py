@@ -14,11 +14,40 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError, ModelSpec
+from tf_parity_export.models import ArtifactError, ModelSpec, PluginError
 
 from .inputs import Case
 
 PREFIX = "test_data_set_"
+# The most array data the stored test data sets of one model may hold (inputs and TF
+# eager's outputs, all sets). A seed model's take 1.5 KB; 64 MiB holds the ten random
+# rows (batches 1, 2 and 7) of a 1024x1024 float32 image (40 MiB) with room for their
+# outputs and a few coverage cases. What goes past it is a typo'd shape (2e7 elements
+# per row: 763 MiB), and all of it would be written, hashed, read back by every
+# verification and copied into a demo page.
+MAX_TEST_DATA_BYTES = 64 * 2**20
+
+
+def check_test_data_size(spec: ModelSpec, nbytes: int, what: str) -> None:
+    """Refuse test data of `nbytes` over MAX_TEST_DATA_BYTES in one line naming the model."""
+    if nbytes > MAX_TEST_DATA_BYTES:
+        raise PluginError(f"{spec.name}: {what} take {_size(nbytes)}, over the cap of {_size(MAX_TEST_DATA_BYTES)} "
+                          f"on a model's stored test data (inputs {[t.to_json()['shape'] for t in spec.inputs]}); "
+                          "declare smaller inputs")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes} bytes" if nbytes < 2**20 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def random_data_bytes(spec: ModelSpec) -> int:
+    """The bytes of the random cases' inputs, from the declared shapes alone (nothing allocated)."""
+    import math
+
+    from .inputs import BATCH_SIZES
+
+    per_row = sum(math.prod(d or 1 for d in t.shape[1:]) * np.dtype(t.dtype).itemsize for t in spec.inputs)
+    return per_row * sum(BATCH_SIZES)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError
 from tf_parity_export.models.errors import first_reason
+from tf_parity_export.models.plugins import make_probe_checked, path_problem, trace_path
 
 from . import layout
 from .compare import OutputComparison, compare_output
@@ -240,6 +241,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     (an empty list: all that ran), are then localized (verify/localize): where
     in the graph they depart from TensorFlow; repros go under `repro_root`.
     """
+    check_require(required or {})
     if scope is None:
         with RunScope() as own:
             return verify_model(spec, folder, runtimes, user_case, with_tf, prebuilt, required, own, localize,
@@ -264,29 +266,12 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.error = str(e)
         return report
 
-    probe = spec.make_probe(model) if model is not None else None
     try:
         _measure_graph_coverage(report, folder, cases)
-    except UserError as e:
+        report.cases = _case_paths(spec, model, cases, stored, report)
+    except UserError as e:  # a plugin's probe that fails or returns a malformed path, too
         report.error = str(e)
         return report
-    recorded = {s.case.name: s.path for s in stored}
-    for case in cases:
-        info: dict[str, Any] = {"name": case.name, "kind": case.kind,
-                                "batch": int(next(iter(case.feed.values())).shape[0])}
-        if probe is not None:
-            info["path"] = probe.trace(next(iter(case.feed.values()))).to_json()
-        elif recorded.get(case.name) and spec.probe:  # the probe's path, recorded at export (no TensorFlow here)
-            info["path"] = {**recorded[case.name], "source": "recorded at export"}
-        elif case.name in report.graph_paths:
-            info["path"] = report.graph_paths[case.name].to_json()
-        elif recorded.get(case.name):
-            info["path"] = {**recorded[case.name], "source": "recorded at export"}
-        if "path" in info and info["path"].get("capped"):
-            info["kind"] = "capped"
-        elif "path" in info and info["path"].get("margin") is not None and info["path"]["margin"] < BOUNDARY_MARGIN:
-            info["kind"] = "boundary"
-        report.cases.append(info)
     apart = {c["name"]: APART[c["kind"]] for c in report.cases if c["kind"] in APART}
     if spec.probe and user_case is None:
         counted = [c for c in report.cases if c["kind"] not in APART and c.get("path")]
@@ -324,7 +309,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             continue
         report.runtimes[name] = "ran"
         report.checks += getattr(runtime, "checks", [])
-        atol = required.get(name) or spec.atol
+        atol = required.get(name) or spec.atol  # an exact runtime has no ATOL of its own (check_require)
         measured_only = mode(name) != EXACT and name not in required
         results = [_run_case(spec, runtime, case, expected[case.name], apart.get(case.name), atol) for case in cases]
         for r in results:
@@ -336,6 +321,35 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
 
     report.localization = localize_model(report, subject, cases, expected, localize, repro_root, loaded)
     return report
+
+
+def _case_paths(spec: ModelSpec, model: Any, cases: list[Case], stored: list[Any],
+                report: ModelReport) -> list[dict[str, Any]]:
+    """Each case's name, kind and batch, with the control-flow path it took: measured by the
+    model's probe (with TensorFlow), recorded at export, or measured on the graph."""
+    probe = make_probe_checked(spec, model) if model is not None else None
+    recorded = {s.case.name: s.path for s in stored}
+    infos = []
+    for case in cases:
+        info: dict[str, Any] = {"name": case.name, "kind": case.kind,
+                                "batch": int(next(iter(case.feed.values())).shape[0])}
+        if probe is not None:
+            info["path"] = trace_path(spec, probe, next(iter(case.feed.values())))
+        elif recorded.get(case.name) and spec.probe:  # the probe's path, recorded at export (no TensorFlow here)
+            if path_problem(recorded[case.name]):
+                raise ArtifactError(f"{spec.name}: card.json records a malformed path for case {case.name!r} "
+                                    f"({path_problem(recorded[case.name])}); re-export with `export-models {spec.name}`")
+            info["path"] = {**recorded[case.name], "source": "recorded at export"}
+        elif case.name in report.graph_paths:
+            info["path"] = report.graph_paths[case.name].to_json()
+        elif recorded.get(case.name):
+            info["path"] = {**recorded[case.name], "source": "recorded at export"}
+        if "path" in info and info["path"].get("capped"):
+            info["kind"] = "capped"
+        elif "path" in info and info["path"].get("margin") is not None and info["path"]["margin"] < BOUNDARY_MARGIN:
+            info["kind"] = "boundary"
+        infos.append(info)
+    return infos
 
 
 def precision_summary(name: str, computes_in: str, results: list[CaseResult], atol: float,
@@ -484,6 +498,18 @@ def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.
                               _terms(spec, t.name, case.feed)) for t in spec.outputs]
     status = apart or ("passed" if all(outputs) else "failed")
     return CaseResult(runtime.name, case.name, status, outputs)
+
+
+def check_require(require: dict[str, float | None]) -> None:
+    """Refuse an ATOL for an exact (fp32) runtime: it is held to the model's own tolerance,
+    always; a looser one would let a wrong model pass (say another model's ONNX with
+    `ort_cpu:1000`). An ATOL is for a reduced-precision runtime (bf16, tf32, fp16, auto)."""
+    exact = [name for name, atol in require.items() if atol is not None and mode(name) == EXACT]
+    if exact:
+        reduced = ", ".join(sorted(n for n in RUNTIMES if mode(n) != EXACT))
+        raise UserError(f"--require {exact[0]}:{require[exact[0]]:g}: {exact[0]} is exact (fp32), always held to "
+                        f"the model's own tolerance; an ATOL is for a reduced-precision runtime ({reduced}). "
+                        f"Use --require {exact[0]} to require it")
 
 
 def verify_models(

@@ -47,7 +47,7 @@
     const m = current();
     $('summary').textContent = m.summary;
     $('shape').textContent = `${m.inputs[0].name}: [batch, ${m.inputs[0].shape.slice(1).join(', ')}] float32`;
-    $('set').innerHTML = '';
+    $('set').replaceChildren();
     m.sets.forEach((s, i) => {
       const batch = s.inputs[m.inputs[0].name].dims[0];
       const path = s.path ? `, loop ${s.path.iterations}x, ${s.path.branch}` : '';
@@ -60,7 +60,7 @@
     const m = current(), s = m.sets[Number($('set').value)];
     const t = s.inputs[m.inputs[0].name];
     showInput(ortRunner.fromBase64(t.data), t.dims[0]);
-    $('result').innerHTML = '';
+    $('result').replaceChildren();
   }
 
   function randomInput() {
@@ -68,7 +68,7 @@
     const scale = Number($('scale').value) || 1, f32 = new Float32Array(rows * width(m));
     for (let i = 0; i < f32.length; i++) f32[i] = Math.random() * scale;
     showInput(f32, rows);
-    $('result').innerHTML = '';
+    $('result').replaceChildren();
   }
 
   async function run() {
@@ -88,12 +88,23 @@
     }
   }
 
+  // Built with textContent only: output names, summaries and numbers come from demo.json (a
+  // plugin's model may name an output anything), and none of it may become markup.
+  const el = (tag, props = {}, ...children) => {
+    const e = document.createElement(tag);
+    if (props.text !== undefined) e.textContent = props.text;
+    if (props.className) e.className = props.className;
+    Object.assign(e.dataset, props.data || {});
+    e.append(...children);
+    return e;
+  };
+
   function render(m, out, match) {
-    const rows = [], result = $('result');
+    const result = $('result'), rows = [];
     let within = true, worst = 0;
     for (const sig of m.outputs) {
       const got = ortRunner.fromBase64(out[sig.name].data);
-      let tf = '<span class="muted">no stored TF output for this input (pick a stored test input to compare)</span>';
+      let tf = el('span', { className: 'muted', text: 'no stored TF output for this input (pick a stored test input to compare)' });
       let diff = '';
       if (match >= 0) {
         const want = ortRunner.fromBase64(m.sets[match].outputs[sig.name].data);
@@ -106,15 +117,20 @@
         within = within && ok;
         worst = Math.max(worst, maxAbs);
         tf = Array.from(want, fmt).join(', ');
-        diff = `<span class="${ok ? 'ok' : 'bad'}">max abs ${maxAbs.toExponential(2)} ${ok ? '&#10003; within' : '&#10007; beyond'}`
-             + ` atol ${m.atol} / rtol ${m.rtol}</span>`;
+        diff = el('span', { className: ok ? 'ok' : 'bad',
+          text: `max abs ${maxAbs.toExponential(2)} ${ok ? '\u2713 within' : '\u2717 beyond'} atol ${m.atol} / rtol ${m.rtol}` });
       }
-      rows.push(`<tr><td><b>${sig.name}</b><br><span class="muted small">[${out[sig.name].dims.join(', ')}]</span></td>`
-        + `<td class="values output" data-output="${sig.name}" data-bits="${out[sig.name].data}">${Array.from(got, fmt).join(', ')}</td>`
-        + `<td class="values tf">${tf}</td><td>${diff}</td></tr>`);
+      rows.push(el('tr', {},
+        el('td', {}, el('b', { text: sig.name }), el('br'),
+          el('span', { className: 'muted small', text: `[${out[sig.name].dims.join(', ')}]` })),
+        el('td', { className: 'values output', data: { output: sig.name, bits: out[sig.name].data },
+          text: Array.from(got, fmt).join(', ') }),
+        el('td', { className: 'values tf' }, tf),
+        el('td', {}, diff)));
     }
-    result.innerHTML = '<table><tr><th>output</th><th>onnxruntime-web, in this browser</th>'
-      + `<th>TF eager, stored${match >= 0 ? ` (test_data_set_${match})` : ''}</th><th>difference</th></tr>${rows.join('')}</table>`;
+    const head = el('tr', {}, el('th', { text: 'output' }), el('th', { text: 'onnxruntime-web, in this browser' }),
+      el('th', { text: `TF eager, stored${match >= 0 ? ` (test_data_set_${match})` : ''}` }), el('th', { text: 'difference' }));
+    result.replaceChildren(el('table', {}, head, ...rows));
     result.dataset.matchSet = String(match);
     result.dataset.maxAbs = match >= 0 ? String(worst) : '';
     result.dataset.withinTolerance = match >= 0 ? String(within) : '';

@@ -677,3 +677,28 @@ def test_a_loop_that_runs_into_its_trip_count_limit_is_capped(tmp_path, x, trips
     assert data.get("capped", False) is capped and data.get("capped_loops", []) == path.capped
     # the instrumented copy computes what the model computes
     assert float(cov.session.run(["y"], {"x": np.array([[x]], np.float32)})[0][0, 0]) == x * 2 ** trips
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({"iterations": "many", "branch": "kept", "margin": 0.5}, "iterations='many'"),
+    ({"iterations": True, "branch": "kept", "margin": 0.5}, "iterations=True"),
+    ({"iterations": -1, "branch": "kept", "margin": 0.5}, "iterations=-1"),
+    ({"iterations": 1, "branch": 3, "margin": 0.5}, "branch=3"),
+    ({"iterations": 1, "branch": "kept", "margin": -0.5}, "margin=-0.5"),
+    ({"iterations": 1, "branch": "kept", "margin": "0"}, "margin='0'"),
+    ({"iterations": 1, "branch": "kept", "margin": 0.5, "capped": "yes"}, "capped='yes'"),
+    ({"iterations": 1, "branch": "kept", "margin": 0.5, "capped": True}, "norm_before_loop=None"),
+    ({"iterations": 1, "branch": "kept", "margin": 0.5, "norm_before_loop": "big"}, "norm_before_loop='big'"),
+])
+def test_a_malformed_path_recorded_at_export_is_one_line(tmp_path, bad, problem):
+    """Recorded paths are read where TensorFlow (and the probe) is missing; the table and the coverage
+    rules index them, so one that is not a path is refused by name, not a traceback."""
+    from dataclasses import replace
+
+    from tf_parity_export.verify.verifier import verify_model
+
+    spec = replace(SPEC, probe="none:never_resolved_without_tensorflow")
+    good = {"iterations": 0, "branch": "scaled", "margin": None, "norm_before_loop": 0.5, "capped": False}
+    rep = verify_model(spec, _folder(tmp_path, [[3.0], [1.0]], paths={0: good, 1: bad}), ["ort_cpu"], with_tf=False)
+    assert rep.error == (f"toy: card.json records a malformed path for case 'case1' ({problem}); re-export with "
+                         "`export-models toy`")

@@ -89,7 +89,9 @@ def test_a_required_file_missing_from_the_cards_list_is_refused(tmp_path, requir
     assert str(info.value) == f"toy: card.json does not list {required}; re-export with `export-models toy`"
 
 
-@pytest.mark.parametrize("rel", [layout.ONNX, "extra.bin", "saved_model/variables/extra", "test_data_set_9/input_0.pb"])
+@pytest.mark.parametrize("rel", [layout.ONNX, "extra.bin", "saved_model/variables/extra", "test_data_set_9/input_0.pb",
+                                 "extra.json", "saved_model/fingerprint.json", "test_data_set_0/x.json",
+                                 "card.json.bak", "sub/card.json"])
 def test_a_file_the_card_does_not_list_is_refused_by_name(tmp_path, rel):
     folder, card = _folder(tmp_path)
     if rel == layout.ONNX:
@@ -681,3 +683,92 @@ def test_the_card_gives_each_input_the_range_the_export_took_from_the_model():
     assert got.inputs[0].range == (0, 1000) and got.inputs[1].range == (0, 2)  # a declared range stands
     for bad in ([0], [3, 3], ["0", 9], None):
         assert with_card_ranges(spec, {"signature": {"inputs": [{"name": "ids", "range": bad}]}}).inputs[0].range is None
+
+
+# --- what a report may replace, and the temporaries a killed writer left ----------------------------
+
+def _gone_pid() -> int:
+    """The id of a real process that has exited (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+def test_write_text_never_replaces_what_is_not_a_regular_file(tmp_path):
+    """A symlink (to a file, to /dev/null, dangling), a FIFO (never opened: no hang) and a device stay."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "target").write_text("the user's")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name, kind in (("fifo", "a FIFO"), ("link", "a symlink"), ("null", "a symlink"), ("dangling", "a symlink")):
+        with pytest.raises(UserError) as info:
+            layout.write_text(tmp_path / name, "x")
+        assert str(info.value) == (f"{tmp_path / name}: is {kind}; refusing to replace it (reports are written only "
+                                   "as regular files: name the file itself)")
+    # a character device (/dev/zero: only looked at, and unlike /dev/null never a report target in a test)
+    with pytest.raises(UserError, match="^/dev/zero: is a device; refusing to replace it"):
+        layout.check_target(Path("/dev/zero"))
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode) and (tmp_path / "target").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "fifo", "link", "null", "target"]
+    for fine in ("target", "missing", "missing-dir/x"):  # a regular file, nothing, no folder yet: no objection
+        layout.check_target(tmp_path / fine)
+
+
+def test_check_target_names_a_socket_as_not_a_regular_file(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s"))
+        with pytest.raises(UserError, match=r"s: is not a regular file; refusing to replace it"):
+            layout.check_target(tmp_path / "s")
+
+
+def test_the_sweep_removes_only_a_gone_writers_temporaries_of_that_file(tmp_path):
+    gone, alive = _gone_pid(), os.getpid()
+    ours = [f".r.json.tmp-{gone}-0123abcd", f".r.json.tmp-{gone}-ffffffff"]
+    others = [f".r.json.tmp-{alive}-0123abcd",  # a live writer's (this process)
+              f".r.json.tmp-{gone}-0123abc", f".r.json.tmp-{gone}-0123abcde", f".r.json.tmp-{gone}-0123ABCD",
+              f".r.jsonx.tmp-{gone}-0123abcd", f".x.r.json.tmp-{gone}-0123abcd", f"r.json.tmp-{gone}-0123abcd",
+              f".r.json.tmp-{gone}-0123abcd.bak", f".r.json.tmp--{gone}-0123abcd", ".r.json.tmp-0-0123abcd",
+              f".r.json.tmp-{2**80}-0123abcd"]
+    for name in ours + others:
+        (tmp_path / name).write_text("x")
+    folder = tmp_path / f".r.json.tmp-{gone}-aaaaaaaa"  # our pattern, but a folder: not ours to remove
+    folder.mkdir()
+    link = tmp_path / f".r.json.tmp-{gone}-bbbbbbbb"  # and a symlink: we never write one
+    link.symlink_to(tmp_path / "target")
+    (tmp_path / "target").write_text("kept")
+    assert sorted(layout.sweep_temporaries(tmp_path / "r.json")) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, folder.name, link.name, "target"])
+    assert (tmp_path / "target").read_text() == "kept"
+    assert layout.sweep_temporaries(tmp_path / "nowhere" / "r.json") == []  # no folder: nothing to do
+
+
+def test_write_text_sweeps_before_it_writes(tmp_path):
+    left = tmp_path / f".report.json.tmp-{_gone_pid()}-0123abcd"
+    left.write_text("{")
+    layout.write_text(tmp_path / "report.json", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_only_a_process_that_is_gone_is_taken_for_gone():
+    # (no pid 0 or 1 here: a mutant sending a real signal would reach this process group, or init)
+    assert layout._alive(os.getpid())
+    assert not layout._alive(_gone_pid())
+    assert layout._alive(2**80)  # too large to be any process's id: left alone
+
+
+def test_asking_whether_a_writer_is_alive_sends_it_nothing():
+    """Signal 0 checks; any other signal would reach the writer. The child takes SIGHUP's default
+    (ending it) first: an ignored signal is inherited, and a test runner may ignore SIGHUP."""
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                              "signal.signal(signal.SIGHUP, signal.SIG_DFL); print('ready', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        assert layout._alive(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.2)
+    finally:
+        child.kill()
+        child.wait()

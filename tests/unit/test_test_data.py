@@ -86,3 +86,35 @@ def test_writing_into_an_existing_set_is_refused(tmp_path):
     write_set(tmp_path, 0, SPEC, FEED, OUT)
     with pytest.raises(FileExistsError):
         write_set(tmp_path, 0, SPEC, FEED, OUT)
+
+
+def test_the_cap_on_stored_test_data_is_inclusive_and_names_the_model(monkeypatch):
+    from tf_parity_export.models import PluginError
+    from tf_parity_export.verify import test_data
+
+    assert test_data.MAX_TEST_DATA_BYTES == 64 * 2**20
+    test_data.check_test_data_size(SPEC, test_data.MAX_TEST_DATA_BYTES, "x")  # exactly the cap fits
+    with pytest.raises(PluginError) as info:
+        test_data.check_test_data_size(SPEC, test_data.MAX_TEST_DATA_BYTES + 1, "the sets would")
+    assert str(info.value) == ("toy: the sets would take 64.0 MiB, over the cap of 64.0 MiB on a model's stored test "
+                               "data (inputs [[None, 2], [None, 3]]); declare smaller inputs")
+    monkeypatch.setattr(test_data, "MAX_TEST_DATA_BYTES", 100)
+    with pytest.raises(PluginError, match=r"take 1048575 bytes, over the cap of 100 bytes"):
+        test_data.check_test_data_size(SPEC, 2**20 - 1, "x")
+    with pytest.raises(PluginError, match=r"take 1.0 MiB, over"):
+        test_data.check_test_data_size(SPEC, 2**20, "x")
+    with pytest.raises(PluginError, match=r"take 101 bytes, over the cap of 100 bytes"):
+        test_data.check_test_data_size(SPEC, 101, "x")
+
+
+def test_the_random_inputs_are_sized_from_the_declared_shapes():
+    from tf_parity_export.verify.test_data import random_data_bytes
+
+    assert random_data_bytes(SPEC) == (2 + 3) * 4 * (1 + 2 + 7)  # float32, batches 1, 2 and 7
+    wide = ModelSpec(name="w", builder="a:b", summary="", inputs=(TensorSig("x", (None, 4, 5), "float64"),
+                                                                   TensorSig("s", (None,), "int32")),
+                     outputs=(TensorSig("y", ()),))
+    assert random_data_bytes(wide) == (4 * 5 * 8 + 4) * 10
+    open_dim = ModelSpec(name="o", builder="a:b", summary="", inputs=(TensorSig("x", (None, None, 3)),),
+                         outputs=(TensorSig("y", ()),))
+    assert random_data_bytes(open_dim) == 3 * 4 * 10  # a dimension left open counts as 1: the least it can be

@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tf_parity_export.models import ModelSpec, TensorSig
+from tf_parity_export.models import ModelSpec, TensorSig, UserError
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import STORED, CaseResult, ModelReport, Report, tool_versions, verify_model
@@ -342,8 +342,14 @@ def test_a_required_reduced_runtime_fails_at_its_own_atol_or_the_models(tmp_path
     rep = _verify(folder, runtimes=("ort_cpu_noopt",), required={"ort_cpu_noopt": 0.5})
     assert [r.status for r in rep.results] == ["passed", "passed"] and rep.failures() == []
     assert rep.precision["ort_cpu_noopt"]["within_tolerance"] is True
-    exact = _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": 0.5})  # an exact runtime's atol, too
-    assert [r.status for r in exact.results] == ["passed", "passed"]
+    with pytest.raises(UserError) as info:  # an exact runtime has no ATOL of its own
+        _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": 0.5})
+    assert str(info.value) == ("--require ort_cpu:0.5: ort_cpu is exact (fp32), always held to the model's own "
+                               "tolerance; an ATOL is for a reduced-precision runtime (openvino_default, "
+                               "ort_cpu_noopt, ort_cuda_tf32, ort_tensorrt_fp16). Use --require ort_cpu to require it")
+    # (ort_cpu_noopt is declared reduced in this test; the list is every runtime whose mode is not fp32)
+    exact = _verify(folder, runtimes=("ort_cpu",), required={"ort_cpu": None})
+    assert [r.status for r in exact.results] == ["passed", "failed"]
 
 
 def test_a_reduced_runtime_that_errors_is_still_a_failure(tmp_path, monkeypatch):
@@ -377,6 +383,26 @@ def test_precision_summary_reports_the_worst_counted_error_and_the_tightest_tole
     assert within["within_tolerance"] is True and within["computes_in"] == "bf16" and within["max_abs"] == 0.25
     assert precision_summary("openvino_default", "", [], 1e-5, 1e-5)["computes_in"] == "unknown"
     assert precision_summary("ort_tensorrt_fp16", "", [], 1e-5, 1e-5)["computes_in"] == "fp16"
+
+
+def test_the_tightest_rtol_is_the_worst_relative_error_wherever_the_worst_absolute_one_is():
+    """Case "big" has the worst absolute error (0.5 on 1000), case "small" the worst relative one
+    (1e-3 on 1e-3): the tightest rtol is small's, and it is the rtol the comparison rule needs."""
+    from tf_parity_export.verify.compare import compare_output
+    from tf_parity_export.verify.verifier import precision_summary
+
+    refs, gots = {"big": [1000.0, 1.0], "small": [1e-3, 2.0]}, {"big": [1000.5, 1.0], "small": [2e-3, 2.0]}
+    results = [_result(c, "measured", refs[c], gots[c]) for c in ("big", "small")]
+    p = precision_summary("ort_cuda_tf32", "", results, 1e-5, 1e-5)
+    assert (p["worst_case"], p["tightest_atol"]) == ("big", pytest.approx(0.5))
+    assert p["tightest_rtol"] == p["max_rel"] == pytest.approx(1.0, rel=1e-6)
+
+    def passes(atol: float, rtol: float) -> bool:
+        return all(compare_output("y", np.asarray(refs[c], np.float32), np.asarray(gots[c], np.float32), atol, rtol)
+                   for c in refs)
+
+    assert passes(0.0, p["tightest_rtol"] * 1.0001) and not passes(0.0, p["tightest_rtol"] * 0.9)
+    assert passes(p["tightest_atol"] * 1.0001, 0.0) and not passes(p["tightest_atol"] * 0.9, 0.0)
 
 
 @pytest.mark.parametrize("results", [
@@ -513,6 +539,51 @@ def test_with_tensorflow_the_weights_are_loaded_into_the_prebuilt_model(tmp_path
     rep = verify_model(SPEC, _folder(tmp_path), ["ort_cpu"], prebuilt=_UnloadableWeights())
     assert rep.reference == REFERENCE
     assert rep.error == "toy: model.weights.h5 cannot be loaded (truncated HDF5 file)" and rep.results == []
+
+
+class _NumpyToy:
+    """Stands in for the Keras model (TF eager) without TensorFlow: the toy graph's function in numpy."""
+
+    def load_weights(self, path):
+        pass
+
+    def __call__(self, x):
+        return np.maximum(x, 0) * 2
+
+
+class _ToyPath:
+    def __init__(self, x):
+        self.x = x
+
+    def to_json(self):
+        return {"iterations": int(self.x.shape[0]), "branch": "kept" if self.x.sum() > 0 else "scaled",
+                "margin": 0.5, "norm_before_loop": float(np.linalg.norm(self.x))}
+
+
+class _ToyProbe:
+    def __init__(self, model):
+        assert isinstance(model, _NumpyToy)  # the model the folder's weights were loaded into
+
+    def trace(self, x):
+        return _ToyPath(x)
+
+
+def toy_probe(model):
+    return _ToyProbe(model)
+
+
+def test_with_the_model_each_cases_path_is_the_probes_trace(tmp_path):
+    """With TensorFlow (here a numpy stand-in for the model) the probe traces every case itself."""
+    from dataclasses import replace
+
+    from tf_parity_export.verify.inputs import random_cases
+
+    spec = replace(SPEC, probe=f"{__name__}:toy_probe")
+    rep = verify_model(spec, _folder(tmp_path), ["ort_cpu"], prebuilt=_NumpyToy())
+    cases = random_cases(spec)
+    assert rep.error == "" and [c["name"] for c in rep.cases] == [c.name for c in cases]
+    assert [c["path"] for c in rep.cases] == [_ToyPath(c.feed["x"]).to_json() for c in cases]
+    assert rep.coverage["loop ran once"] == ["random_b1"] and rep.failures()[0].startswith("toy: no input covers")
 
 
 def test_a_probes_recorded_path_is_the_cases_path(tmp_path):

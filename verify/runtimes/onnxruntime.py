@@ -27,6 +27,27 @@ TENSORRT_FP32 = (TENSORRT, {"trt_fp16_enable": "False"})
 TENSORRT_FP16 = (TENSORRT, {"trt_fp16_enable": "True"})
 
 
+# onnxruntime's logger prints a coloured, timestamped line to stderr for every failed
+# run ("[E:onnxruntime:, sequential_executor.cc ...] Non-zero status code"), beside
+# the one `error:` line that reports the same failure with the exception's text.
+# FATAL (4) keeps only what would end the process; everything else reaches the
+# report through the exception.
+QUIET = 4
+
+
+def session_options(optimize: bool = True) -> Any:
+    """SessionOptions that log nothing below FATAL, with all or no graph optimizations;
+    silences onnxruntime's default (process-wide) logger too, which sessions start with."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(QUIET)
+    options = ort.SessionOptions()
+    options.log_severity_level = QUIET
+    level = ort.GraphOptimizationLevel
+    options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
+    return options
+
+
 def load(subject: Subject, providers: list[tuple[str, dict[str, str]]], optimize: bool = True,
          name: str = "") -> FnRuntime:
     """An InferenceSession on `providers` (name, provider options), the first of which must run the graph."""
@@ -36,10 +57,7 @@ def load(subject: Subject, providers: list[tuple[str, dict[str, str]]], optimize
     provider = providers[0][0]
     if provider not in available:
         raise Unavailable(f"{provider} is not in this onnxruntime build (has {', '.join(available)})")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    level = ort.GraphOptimizationLevel
-    options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
+    options = session_options(optimize)
     path = subject.folder / ONNX
     try:
         session = ort.InferenceSession(str(path), options, providers=[p for p, _ in providers],
