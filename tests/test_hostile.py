@@ -415,8 +415,11 @@ def test_malformed_stored_cases_are_one_line(copy_of, damage):
     ("test_data", [1], "field 'test_data[0]' must be an object"),
     ("test_data", [{"set": 0, "case": "a", "kind": "random"}], "field 'test_data[0]' must be an object"),
     ("files", {"model.onnx": 5}, "must be a sha256 hex digest"),
-    ("files", [], "is not a schema-3 card"),
-    ("schema", "2", "is not a schema-3 card"),
+    ("files", [], f"is not a schema-{layout.SCHEMA_VERSION} card"),
+    ("schema", "2", f"is not a schema-{layout.SCHEMA_VERSION} card"),
+    ("formats", [], "field 'formats' must be an object"),
+    ("formats", {"litert": {"status": "maybe"}}, "field \"formats['litert']\" must be a known format"),
+    ("formats", {"coreml": {"status": "ok"}}, "field \"formats['coreml']\" must be a known format"),
 ])
 def test_card_fields_of_the_wrong_type_are_one_line(copy_of, field, value, message):
     root = copy_of("mlp")

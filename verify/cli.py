@@ -120,9 +120,12 @@ def pick_names(names: tuple[str, ...], all_: bool) -> list[str]:
                                "export-models --list shows plugins too)")
     if all_:
         return all_models()
+    from tf_parity_export.models import plugins
+
     chosen = list(dict.fromkeys(names))
     for name in chosen:
-        get_spec(name)  # a name two plugins register is one line naming both (PluginError)
+        if name in plugins.AMBIGUOUS:
+            get_spec(name)  # a name two plugins register is one line naming both (PluginError)
     return chosen
 
 
