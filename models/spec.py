@@ -64,8 +64,18 @@ class ModelSpec:
     seed: int = 0
 
     def build(self, seed: int | None = None) -> Any:
-        """Build the Keras model with deterministic weights (imports TensorFlow)."""
-        return _resolve(self.builder)(self.seed if seed is None else seed)
+        """Build the Keras model with deterministic weights (imports TensorFlow).
+
+        Every build goes through here. The builder runs with a private Python
+        `random` for this thread (models/randomness.py): Keras seeds weights
+        through the global one, which other threads (the browser's warm-up)
+        may draw from at the same time.
+        """
+        from .randomness import own_random
+
+        seed = self.seed if seed is None else seed
+        with own_random(seed):
+            return _resolve(self.builder)(seed)
 
     def input_signature(self) -> list[Any]:
         """The `tf.TensorSpec`s of the serving signature."""
