@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from tf_parity_export.models import PluginError, UserError, get_spec
-from tf_parity_export.verify import Report, layout, verify_models
+from tf_parity_export.verify import Report, deadline, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
 
@@ -50,6 +50,7 @@ def export_models(
     specs = [get_spec(n) for n in names]
     out = Path(out)
     check_opset(opset)  # before anything is written
+    deadline.seconds()  # so is a bad $TF_PARITY_DEADLINE
     env = environment()
     results = []
     failed: dict[str, str] = {}

@@ -22,6 +22,7 @@ import numpy as np
 from tf_parity_export.models import ModelSpec, UserError
 from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
+from tf_parity_export.verify.deadline import DeadlineExceeded
 from tf_parity_export.verify.inputs import BOUNDARY_MARGIN, Case, find_coverage_inputs, random_cases
 from tf_parity_export.verify.runtimes import REFERENCE, RUNTIMES, Subject
 from tf_parity_export.verify.test_data import write_set
@@ -143,10 +144,14 @@ def _write_test_data(folder: Path, spec: ModelSpec, model: Any, coverage: dict[s
     cases = random_cases(spec) + [Case(c, "coverage", feed) for c, feed in coverage.items()]
     entries = []
     for case in cases:
-        path = probe.trace(case.feed[name]).to_json() if probe else graph.trace(case.feed).to_json() if graph else None
-        if path and path["margin"] is not None and path["margin"] < BOUNDARY_MARGIN:
+        try:
+            path = probe.trace(case.feed[name]).to_json() if probe else graph.trace(case.feed).to_json() if graph else None
+            if path and path["margin"] is not None and path["margin"] < BOUNDARY_MARGIN:
+                continue
+            outputs = eager.infer(case.feed)
+        except DeadlineExceeded:  # never finishes on this input (the verifier reports such a case apart)
             continue
-        folder_name = write_set(folder, len(entries), spec, case.feed, eager.infer(case.feed))
+        folder_name = write_set(folder, len(entries), spec, case.feed, outputs)
         entries.append({"set": folder_name, "case": case.name, "kind": case.kind, "path": path})
     return entries
 

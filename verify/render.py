@@ -8,7 +8,7 @@ from tf_parity_export.models import UserError
 
 from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
-from .verifier import APART, STORED, ModelReport, Report
+from .verifier import APART, STORED, UNFINISHED, UNSUPPORTED, ModelReport, Report
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -19,7 +19,9 @@ def _cell(m: ModelReport, runtime: str) -> str:
         return "unavailable"
     if state.startswith("error"):
         return "ERROR"
-    results = [r for r in m.results if r.runtime == runtime]
+    if state.startswith("unsupported") and not any(r.runtime == runtime and r.outputs for r in m.results):
+        return "unsupported"
+    results = [r for r in m.results if r.runtime == runtime and r.status != UNSUPPORTED]
     counted = [r for r in results if r.status not in APART.values()]
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
@@ -59,6 +61,8 @@ def table(report: Report, tolerances: bool = False) -> str:
     for rt in [*runtimes, *unavailable]:
         reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
         notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
+        notes += [f"{m.model}/{rt}: {m.runtimes[rt]}" for m in report.models
+                  if m.runtimes.get(rt, "").startswith("unsupported")]
     notes += _reduced_notes(report)
     for m in report.models:
         notes += graph_coverage_lines(m)
@@ -70,6 +74,9 @@ def table(report: Report, tolerances: bool = False) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
+            elif c["kind"] == UNFINISHED:
+                notes.append(f"{m.model} case {c['name']}: {c['reason']}: run on no runtime (each would hang), "
+                             "not counted")
             elif c["kind"] == "capped":
                 notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
                              f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import litert, node, onnx_reference, saved_model, tf_eager, tf_function, web
-from .base import EXACT, REDUCED, Loader, RunScope, Runtime, Subject, Unavailable
+from .base import EXACT, REDUCED, Loader, RunScope, Runtime, Subject, Unavailable, Unsupported
 from .onnxruntime import LOADERS as ORT_LOADERS
 from .onnxruntime import MODES as ORT_MODES
 from .openvino import LOADERS as OPENVINO_LOADERS
@@ -45,4 +45,4 @@ def mode(name: str) -> str:
 
 
 __all__ = ["EXACT", "MODES", "REDUCED", "REFERENCE", "RUNTIMES", "RunScope", "Runtime", "Subject", "Unavailable",
-           "mode", "warm_up"]
+           "Unsupported", "mode", "warm_up"]
