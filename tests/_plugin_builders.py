@@ -18,3 +18,13 @@ def unbuilt(seed):
     import keras
 
     return keras.Sequential([keras.layers.Dense(3)])
+
+
+def exits(seed):
+    import sys
+
+    sys.exit(5)
+
+
+def interrupts(seed):
+    raise KeyboardInterrupt

@@ -7,6 +7,7 @@ import numpy as np
 from tf_parity_export.models import ArtifactError
 from tf_parity_export.models.lazy_tf import quiet_stderr
 
+from ..deadline import OnThread
 from ..layout import SERVING_SIGNATURE, TFLITE
 from ..structure import tflite_checks
 from .base import FnRuntime, Subject, Unavailable
@@ -31,8 +32,16 @@ def load(subject: Subject) -> FnRuntime:
     if SERVING_SIGNATURE not in signatures:
         return FnRuntime("litert", _missing_signature, checks)
     runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+    failed = None
     with quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on first run
-        runner(**{t.name: np.zeros((1, *t.shape[1:]), t.dtype) for t in spec.inputs})
+        try:
+            OnThread("litert")(lambda: runner(**{t.name: np.zeros((1, *t.shape[1:]), t.dtype) for t in spec.inputs}))
+        except (ValueError, RuntimeError, KeyError, TypeError) as e:  # e.g. a signature that is not the spec's
+            failed = e  # one line below; what LiteRT printed on the way is not replayed
+    if failed is not None:
+        first = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
+        raise ArtifactError(f"{spec.name}: {TFLITE} cannot run its {SERVING_SIGNATURE!r} signature on the "
+                            f"declared inputs in LiteRT ({first})") from None
 
     def infer(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # The runner resizes the dynamic batch itself; copy out of the interpreter's buffers.
