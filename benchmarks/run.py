@@ -12,6 +12,13 @@
    process) against tf2onnx's own command line converting the same five
    SavedModels (one process each), wall time and peak resident memory.
 3. Verification time after TensorFlow is imported (all models, every CPU runtime).
+4. With --real-models (needs ../shared/gauntlet-zoo installed: `pip install --no-deps
+   ../shared/gauntlet-zoo`; about 15 minutes): `export-models NAME --no-verify`
+   (SavedModel, ONNX and LiteRT in one process) for ResNet50 (64x64) and
+   MobileNetV2 against the two command-line tools it replaces on the same
+   SavedModel, tf2onnx's (`python -m tf2onnx.convert --saved-model`) plus TF's
+   `tflite_convert`: wall time (the two tools' summed) and peak resident
+   memory (the higher of the two tools'), interleaved rounds.
 """
 
 from __future__ import annotations
@@ -80,6 +87,39 @@ def export_speed(artifacts: Path, rounds: int, raw: Path) -> dict:
             "export_models_peak_rss_mib": max(p for _, p in ours), "tf2onnx_cli_peak_rss_mib": max(p for _, p in theirs)}
 
 
+REAL_MODELS = ["zoo_resnet50", "zoo_mobilenetv2"]
+
+
+def real_models(rounds: int) -> dict:
+    """export-models NAME --no-verify against tf2onnx's and TFLite's command lines on its SavedModel."""
+    result = {}
+    tflite_convert = str(Path(sys.executable).with_name("tflite_convert"))
+    export = [sys.executable, "-c", "from tf_parity_export.export.cli import entry; entry()"]
+    for name in REAL_MODELS:
+        ours, theirs = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            run([*export, name, "--no-verify", "--out", f"{tmp}/seed"])  # the SavedModel both sides start from
+            saved_model = f"{tmp}/seed/{name}/saved_model"
+
+            def tools() -> tuple[float, float]:
+                w1, p1 = run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved_model,
+                              "--output", f"{tmp}/cli.onnx", "--opset", "17"])
+                w2, p2 = run([tflite_convert, "--saved_model_dir", saved_model, "--output_file", f"{tmp}/cli.tflite"])
+                return w1 + w2, max(p1, p2)
+
+            jobs = [("ours", lambda: run([*export, name, "--no-verify", "--out", f"{tmp}/ours"])), ("tools", tools)]
+            for r in range(rounds):
+                for who, job in (jobs if r % 2 == 0 else jobs[::-1]):
+                    (ours if who == "ours" else theirs).append(job())
+        result[name] = {"export_models_s": statistics.median(w for w, _ in ours),
+                        "cli_tools_s": statistics.median(w for w, _ in theirs),
+                        "time_ratio": statistics.median(o[0] / t[0] for o, t in zip(ours, theirs)),
+                        "export_models_peak_mib": max(p for _, p in ours), "cli_tools_peak_mib": max(p for _, p in theirs),
+                        "rounds": rounds}
+        result[name]["memory_ratio"] = result[name]["export_models_peak_mib"] / result[name]["cli_tools_peak_mib"]
+    return result
+
+
 def lean_graphs(artifacts: Path, raw: Path) -> dict:
     result = {}
     for name in MODELS:
@@ -116,7 +156,23 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the export comparison")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--real-models", action="store_true",
+                        help=f"also time {', '.join(REAL_MODELS)} (needs gauntlet-zoo installed)")
+    parser.add_argument("--real-rounds", type=int, default=3, help="interleaved rounds of the real-model comparison")
+    parser.add_argument("--only-real-models", action="store_true", help="just the real-model comparison")
     args = parser.parse_args()
+    if args.real_models or args.only_real_models:
+        real = real_models(args.real_rounds)
+        print("Real models: export-models NAME --no-verify vs tf2onnx CLI + tflite_convert on its SavedModel "
+              f"(medians of {args.real_rounds} interleaved rounds; peak = the higher tool's)")
+        for name, row in real.items():
+            print(f"{name:18} ours {row['export_models_s']:6.1f} s / {row['export_models_peak_mib']:5.0f} MiB   "
+                  f"tools {row['cli_tools_s']:6.1f} s / {row['cli_tools_peak_mib']:5.0f} MiB   "
+                  f"time ratio {row['time_ratio']:.2f}, memory ratio {row['memory_ratio']:.2f}")
+        if args.only_real_models:
+            if args.json:
+                args.json.write_text(json.dumps({"real_models": real}, indent=2) + "\n")
+            return
     with tempfile.TemporaryDirectory() as raw:
         raw = Path(raw)
         speed = export_speed(args.artifacts, args.rounds, raw)
@@ -135,7 +191,9 @@ def main() -> None:
     print(f"Verify: all models on {len(timing['runtimes_ran'])} runtimes in {timing['verify_all_s']:.1f} s "
           f"after TensorFlow's import ({timing['tf_import_s']:.1f} s); passed={timing['passed']}")
     if args.json:
-        args.json.write_text(json.dumps({"lean_graphs": lean, "export": speed, "verify": timing}, indent=2) + "\n")
+        extra = {"real_models": real} if args.real_models else {}
+        args.json.write_text(json.dumps({"lean_graphs": lean, "export": speed, "verify": timing, **extra}, indent=2)
+                             + "\n")
 
 
 if __name__ == "__main__":

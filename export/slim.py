@@ -11,6 +11,11 @@ the verifier then checks the slimmed graph like any other:
   before the loop) and `And(True, x)`;
 - drop the loop body's own iteration-count test when the `Loop`'s trip
   count `M` already enforces it (`i < c` with `c >= M - 1`);
+- read a value a `Loop` carries through every iteration unchanged (the
+  weights tf2onnx passes into a `tf.while_loop` body) from the enclosing
+  graph instead: no copy per iteration, and OpenVINO 2026.4, which refuses
+  to compile a Loop whose body returns one of its inputs unchanged
+  ("canonical inputs size (7) does not match ... (5)"), compiles it;
 - write `Sqrt(ReduceSum(Mul(a, a)))` (tf.norm) as `ReduceL2(a)`, same axes
   and keepdims (and fold the `Squeeze` that follows a reduction over every
   axis into `keepdims=0`). This one may round the norm differently in the
@@ -34,6 +39,7 @@ def slim(model: Any) -> dict[str, int]:
         "matmul_to_gemm": matmuls_to_gemm(model),
         "constant_condition": fold_constant_conditions(model.graph),
         "trip_count_test": drop_trip_count_tests(model.graph),
+        "loop_invariant": read_loop_invariants(model.graph),
         "l2_norm": fuse_l2_norms(model.graph, _opset(model), _ranks(model)),
     }
     _prune(model.graph)
@@ -234,6 +240,47 @@ def drop_trip_count_tests(graph: Any, outer: dict[str, np.ndarray] | None = None
                         break
         for sub in _subgraphs(node):
             dropped += drop_trip_count_tests(sub, consts)
+    return dropped
+
+
+def read_loop_invariants(graph: Any) -> int:
+    """Where a `Loop` body returns a carried value unchanged (body output = body input),
+    the body reads the value the Loop was given instead, and the Loop carries one value
+    fewer; later readers of the Loop's final copy read the given value too. Returns how
+    many carried values were dropped, subgraphs included."""
+    dropped = 0
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            dropped += read_loop_invariants(sub)
+    outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        if node.op_type != "Loop":
+            continue
+        body = next(a.g for a in node.attribute if a.name == "body")
+        local = {v.name for v in [*body.input, *body.initializer]} | {o for n in body.node for o in n.output}
+        carried = len(node.input) - 2
+        keep = []
+        for k in range(carried):
+            given, inner, final = node.input[2 + k], body.input[2 + k].name, node.output[k]
+            if body.output[1 + k].name != inner or not given or given in local or final in outputs \
+                    or inner in {o.name for o in body.output[1 + carried:]}:  # also a scan output: keep it
+                keep.append(k)
+                continue
+            _rename_uses(body, inner, given)
+            _rename_uses(graph, final, given)
+            dropped += 1
+        if len(keep) == carried:
+            continue
+        inputs, outputs_ = list(node.input), list(node.output)
+        body_in, body_out = list(body.input), list(body.output)
+        node.ClearField("input")
+        node.input.extend([*inputs[:2], *(inputs[2 + k] for k in keep)])
+        node.ClearField("output")
+        node.output.extend([*(outputs_[k] for k in keep), *outputs_[carried:]])
+        body.ClearField("input")
+        body.input.extend([*body_in[:2], *(body_in[2 + k] for k in keep)])
+        body.ClearField("output")
+        body.output.extend([body_out[0], *(body_out[1 + k] for k in keep), *body_out[1 + carried:]])
     return dropped
 
 

@@ -9,17 +9,20 @@ file-size limit) is one line naming the folder, and the temporary is removed.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from tf_parity_export.models import ModelSpec, UserError
+from tf_parity_export.models import ModelSpec, PluginError, UserError
+from tf_parity_export.models.errors import ExportError, first_reason
 from tf_parity_export.models.plugins import build_checked, check_outputs
 from tf_parity_export.verify import layout
 from tf_parity_export.verify.deadline import DeadlineExceeded
@@ -29,6 +32,7 @@ from tf_parity_export.verify.test_data import write_set
 from tf_parity_export.verify.verifier import tool_versions
 
 from .atomic import claim, swap_in
+from .memory import give_back
 from .onnx_model import export_onnx
 from .saved_model import export_saved_model
 from .tflite import export_tflite
@@ -42,27 +46,49 @@ class ExportResult:
     sizes: dict[str, int]
     model: Any  # the Keras model exported (the verifier reloads the folder's weights into it)
     uncovered: tuple[str, ...] = ()  # control-flow paths the coverage search found no input for
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)  # deployment formats: card.json "formats"
+    notes: tuple[str, ...] = ()  # what the export decided for the user (an input range taken from the model)
 
 
 def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) -> ExportResult:
-    """Build `spec`'s model and write its complete artifact folder under `out`."""
+    """Build `spec`'s model and write its complete artifact folder under `out`.
+
+    Every step that runs someone else's code (the builder, TensorFlow's
+    SavedModel writer, tf2onnx, TFLite's converter) fails as one ExportError
+    line naming the model, the step and the tool's reason (`first_reason`),
+    and nothing is written for that model. LiteRT is a deployment format: where
+    its converter fails, the folder is written without it and the card says why.
+    """
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     tmp = claim(out, spec.name)
     try:
         tmp.mkdir()  # 0777 less the umask: other users can read the artifacts
-        model = build_checked(spec)
-        fn = spec.serving_function(model)
-        check_outputs(spec, fn)
+        with _stage(spec, "build"):
+            model = build_checked(spec)
+        with _stage(spec, "signature"):
+            spec, notes = resolve_ranges(spec, model)
+            fn = spec.serving_function(model)
+            check_outputs(spec, fn)
         layout.check_room(tmp, _weights_bound(model), f"{out / spec.name / layout.WEIGHTS}")
-        model.save_weights(str(tmp / layout.WEIGHTS))
-        export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
-        export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE)
-        export_onnx(fn, spec, tmp / layout.ONNX, opset)
-        cases, uncovered = _coverage_inputs(spec, model, tmp / layout.ONNX)
-        if cases:
-            np.savez(tmp / layout.CASES, **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
-        test_data = _write_test_data(tmp, spec, model, cases)
+        with _stage(spec, "weights"):
+            model.save_weights(str(tmp / layout.WEIGHTS))
+        with _stage(spec, "saved_model"):
+            export_saved_model(model, fn, tmp / layout.SAVED_MODEL)
+        with _stage(spec, "onnx"):
+            export_onnx(fn, spec, tmp / layout.ONNX, opset)
+        litert = export_tflite(tmp / layout.SAVED_MODEL, tmp / layout.TFLITE, spec,
+                               lambda where: export_saved_model(model, spec.serving_function(model, batch=1), where))
+        give_back()  # the converter's copies of the weights
+        with _stage(spec, "coverage search"):
+            cases, uncovered = _coverage_inputs(spec, model, tmp / layout.ONNX)
+            if cases:
+                np.savez(tmp / layout.CASES,
+                         **{f"{case}/{k}": x for case, feed in cases.items() for k, x in feed.items()})
+        with _stage(spec, "test data"):
+            test_data = _write_test_data(tmp, spec, model, cases)
+        if spec.source is not None and spec.source.to_json()["file"]:  # a model file: its copy rebuilds the reference
+            shutil.copyfile(spec.source.path, tmp / spec.source.to_json()["file"])
         card = {
             "schema": layout.SCHEMA_VERSION,
             "name": spec.name,
@@ -72,6 +98,8 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             "opset": opset,
             "parameters": int(model.count_params()),
             "versions": tool_versions(env),
+            "formats": {"litert": litert},
+            **({"source": spec.source.to_json()} if spec.source is not None else {}),
             "test_data": test_data,
             "files": layout.hash_tree(tmp),
         }
@@ -85,9 +113,68 @@ def export_model(spec: ModelSpec, out: Path, opset: int, env: dict[str, Any]) ->
             raise UserError(f"{out / spec.name}: cannot write the artifacts ({reason}); nothing was changed") from None
         raise
     dest = out / spec.name
-    sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size, layout.TFLITE: (dest / layout.TFLITE).stat().st_size,
+    sizes = {layout.ONNX: (dest / layout.ONNX).stat().st_size,
+             **({layout.TFLITE: (dest / layout.TFLITE).stat().st_size} if litert["status"] == "ok" else {}),
              layout.SAVED_MODEL: sum(p.stat().st_size for p in (dest / layout.SAVED_MODEL).rglob("*") if p.is_file())}
-    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model, tuple(uncovered))
+    return ExportResult(spec.name, dest, time.perf_counter() - start, sizes, model, tuple(uncovered),
+                        {"litert": litert}, tuple(notes))
+
+
+@contextlib.contextmanager
+def _stage(spec: ModelSpec, stage: str) -> Iterator[None]:
+    """Turn a failure inside one export step into one ExportError line: model, step, the tool's reason.
+
+    A write refused by the system (full disk, file-size limit) passes through: it
+    is no fault of the model, and `export_model` reports it for the folder.
+    TF_PARITY_DEBUG=1 lets the original exception through, traceback and all.
+    """
+    try:
+        yield
+    except ExportError:
+        raise
+    except PluginError as e:  # already one line naming the model and its plugin
+        raise ExportError(str(e)) from None
+    except Exception as e:
+        if _write_failure(e) or os.environ.get("TF_PARITY_DEBUG"):
+            raise
+        reason = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {first_reason(e)}"
+        raise ExportError(f"{spec.name}: {stage}: {reason}") from None
+
+
+def resolve_ranges(spec: ModelSpec, model: Any) -> tuple[ModelSpec, list[str]]:
+    """`spec` with a range for every integer input, and a note for each range taken from the model.
+
+    An integer input without a declared range takes it from the Embedding layer
+    it feeds ([0, input_dim): every id the table has a row for); one that feeds
+    no Embedding is refused, naming the field to set.
+    """
+    notes, inputs = [], []
+    for sig in spec.inputs:
+        if sig.integer and sig.range is None and np.dtype(sig.dtype) != np.bool_:
+            size = _embedding_size(model, sig.name)
+            if size is None:
+                raise UserError(f"input {sig.name!r} is {sig.dtype} and has no range; declare the values it may "
+                                f"take: TensorSig({sig.name!r}, ..., dtype={sig.dtype!r}, range=(low, high))")
+            sig = dataclasses.replace(sig, range=(0, size))
+            notes.append(f"input {sig.name!r} has no declared range; using [0, {size}) from the Embedding it feeds")
+        inputs.append(sig)
+    return dataclasses.replace(spec, inputs=tuple(inputs)), notes
+
+
+def _embedding_size(model: Any, input_name: str) -> int | None:
+    """input_dim of an Embedding layer that reads the functional model's input `input_name` directly."""
+    import keras
+
+    inputs = {getattr(t, "name", None): t for t in getattr(model, "inputs", None) or []}
+    tensor = inputs.get(input_name)
+    if tensor is None:
+        return None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            for node in getattr(layer, "_inbound_nodes", []):
+                if any(t is tensor for t in node.input_tensors):
+                    return int(layer.input_dim)
+    return None
 
 
 # A write that fails for want of room or permission: the user's to fix, not a bug.

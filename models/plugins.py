@@ -65,11 +65,20 @@ def _dist(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def load(registry: dict[str, ModelSpec]) -> None:
-    """Import every entry point and add its specs to `registry`; record the broken ones in ERRORS."""
+    """Import every entry point and add its specs to `registry`; record the broken ones in ERRORS.
+
+    A plugin module that imports TensorFlow at its top imports it here: the process's TF
+    logging settings are made first, and the C++ lines of that import are dropped.
+    """
+    from .lazy_tf import quiet_environment, quiet_stderr
+
+    quiet_environment()
     for ep in entry_points():
         origin = Origin(ep.name, ep.value, _dist(ep))
         try:
-            specs = _specs(ep.load(), ep.name)
+            with quiet_stderr(replay=False):
+                loaded = ep.load()
+            specs = _specs(loaded, ep.name)
             for spec in specs:
                 check_spec(spec)
         except PluginError as e:
@@ -183,7 +192,7 @@ def check_outputs(spec: ModelSpec, fn: Any) -> None:
     except PLUGIN_FAULTS as e:
         if where is None:
             raise
-        raise PluginError(f"{label}: the model cannot be traced with its declared inputs "
+        raise PluginError(f"{label}: the serving function cannot be traced on the declared inputs "
                           f"{[t.to_json() for t in spec.inputs]} ({type(e).__name__}: {_first_line(e)})") from None
     for sig in spec.outputs:
         got = outputs[sig.name]

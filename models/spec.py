@@ -22,15 +22,31 @@ class TensorSig:
     (verify/compare.py). 0 for an output computed row by row: a model whose
     inputs and outputs all keep the batch dimension is taken to compute each
     row alone, so the verifier may feed a very large batch in chunks.
+
+    `range`: (low, high), high exclusive: the values random cases draw from, for
+    an input (uniform for floats, every integer in [low, high) for integer
+    dtypes; float inputs default to [0, 1)). An integer input needs one (token
+    ids beyond a vocabulary are no valid input); where it has none, the
+    exporter takes it from an `Embedding` layer the input feeds
+    ([0, input_dim)) and otherwise refuses the model in one line.
     """
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
     sums_per_row: int = 0
+    range: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return {**data, "range": list(self.range)} if self.range is not None else data
+
+    @property
+    def integer(self) -> bool:
+        """An integer (or boolean) tensor: its values are ids or counts, not measurements."""
+        import numpy as np
+
+        return np.dtype(self.dtype).kind in "biu"
 
 
 @dataclass(frozen=True)
@@ -50,10 +66,12 @@ class ModelSpec:
         probe: optional "module:function" that takes the built model and
             returns a probe measuring which control-flow path an input takes.
         seed: the default weight seed.
+        source: for a model read from a file (`models/from_file.py`), where it
+            came from; its builder is then a callable that loads the file.
     """
 
     name: str
-    builder: str
+    builder: str | Callable[[int], Any]
     summary: str
     inputs: tuple[TensorSig, ...]
     outputs: tuple[TensorSig, ...]
@@ -62,6 +80,7 @@ class ModelSpec:
     control_flow: tuple[str, ...] = ()
     probe: str | None = None
     seed: int = 0
+    source: Any = None
 
     def build(self, seed: int | None = None) -> Any:
         """Build the Keras model with deterministic weights (imports TensorFlow).
@@ -73,18 +92,20 @@ class ModelSpec:
         """
         from .randomness import own_random
 
+        builder = self.builder if callable(self.builder) else _resolve(self.builder)
         seed = self.seed if seed is None else seed
         with own_random(seed):
-            return _resolve(self.builder)(seed)
+            return builder(seed)
 
-    def input_signature(self) -> list[Any]:
-        """The `tf.TensorSpec`s of the serving signature."""
+    def input_signature(self, batch: int | None = None) -> list[Any]:
+        """The `tf.TensorSpec`s of the serving signature (`batch`: a fixed batch size instead of None)."""
         from .lazy_tf import import_tensorflow
 
         tf = import_tensorflow()
-        return [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in self.inputs]
+        return [tf.TensorSpec((batch, *t.shape[1:]) if t.shape and t.shape[0] is None else t.shape, t.dtype,
+                              name=t.name) for t in self.inputs]
 
-    def serving_function(self, model: Any) -> Any:
+    def serving_function(self, model: Any, batch: int | None = None) -> Any:
         """Wrap `model` in a `tf.function` with the fixed signature and named outputs.
 
         This one function is what the SavedModel serves and what tf2onnx
@@ -92,6 +113,7 @@ class ModelSpec:
         the models write their control flow as `tf.while_loop`/`tf.cond`
         (Keras 3 builds layers symbolically without AutoGraph anyway), and
         AutoGraph would leave a temporary .py file per traced function.
+        `batch` fixes the batch size (TFLite's converter needs one for RNNs).
         """
         from .lazy_tf import import_tensorflow
 
@@ -99,11 +121,9 @@ class ModelSpec:
         names = [t.name for t in self.outputs]
 
         def serve(*args: Any) -> dict[str, Any]:
-            result = model(args[0] if len(args) == 1 else list(args))
-            result = result if isinstance(result, (list, tuple)) else [result]
-            return dict(zip(names, result, strict=True))
+            return named_outputs(call_model(model, self, list(args)), names)
 
-        return tf.function(serve, input_signature=self.input_signature(), autograph=False)
+        return tf.function(serve, input_signature=self.input_signature(batch), autograph=False)
 
     def make_probe(self, model: Any) -> Any | None:
         """The model's control-flow probe, or None for a model without control flow."""
@@ -117,6 +137,34 @@ class ModelSpec:
             "rtol": self.rtol,
             "control_flow": list(self.control_flow),
         }
+
+
+def call_model(model: Any, spec: ModelSpec, values: list[Any]) -> Any:
+    """Call `model` on the inputs in spec order, matched by name where the model names them.
+
+    A functional Keras model takes a dict keyed by its `keras.Input` names
+    (whatever order it was built with, and the only way into one built with a
+    dict of inputs), so one whose input names are the spec's gets a dict. Any
+    other model (a subclassed one) gets its one input, or a list in spec order.
+    """
+    names = [t.name for t in spec.inputs]
+    struct = getattr(model, "_inputs_struct", None)  # Keras keeps it on functional models only
+    if struct is not None and (len(names) > 1 or isinstance(struct, dict)):
+        if sorted(getattr(t, "name", None) for t in model.inputs) == sorted(names):
+            return model(dict(zip(names, values)))
+    return model(values[0] if len(values) == 1 else values)
+
+
+def named_outputs(result: Any, names: list[str]) -> dict[str, Any]:
+    """The model's outputs by the spec's names: a dict matched by key, a list or tuple by position."""
+    if isinstance(result, dict):
+        if sorted(result) != sorted(names):
+            raise ValueError(f"the model returns a dict with keys {sorted(result)}, the spec declares outputs {names}")
+        return {n: result[n] for n in names}
+    result = list(result) if isinstance(result, (list, tuple)) else [result]
+    if len(result) != len(names):
+        raise ValueError(f"the model returns {len(result)} outputs, the spec declares {len(names)}: {names}")
+    return dict(zip(names, result))
 
 
 def _resolve(path: str) -> Callable[..., Any]:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
@@ -204,7 +205,7 @@ def test_check_passes_when_current_and_lists_what_differs(artifacts, tmp_path):
     shutil.copytree(artifacts, out)
     ok = CliRunner().invoke(export_main, ["mlp", "nest_mlp", "--check", "--out", str(out)])
     assert ok.exit_code == 0, ok.output
-    assert "is current (2 models byte-identical to a fresh export)" in ok.output
+    assert "is current (2 models: model files byte-identical to a fresh export" in ok.output
     (out / "mlp" / layout.ONNX).write_bytes(b"stale")
     (out / "nest_mlp" / "notes.txt").write_text("mine")
     shutil.rmtree(out / "nest_mlp" / layout.SAVED_MODEL)
@@ -218,9 +219,36 @@ def test_check_passes_when_current_and_lists_what_differs(artifacts, tmp_path):
     assert lines[-1] == f"error: {out}/ is out of date; run: export-models mlp nest_mlp --out {out}"
 
 
+def test_check_takes_the_data_tensorflow_computed_within_the_models_tolerance(artifacts, tmp_path, resign):
+    """TF eager's last bits depend on the CPU's kernels: a stored output one rounding away still
+    checks as current (card and manifest re-signed as that machine's export wrote them); one
+    beyond the model's tolerance does not, nor does a changed model file."""
+    import onnx
+    from onnx import numpy_helper
+
+    def scale_output(factor: float) -> None:
+        path = out / "mlp" / "test_data_set_2" / "output_0.pb"
+        tensor = onnx.TensorProto.FromString(path.read_bytes())
+        values = numpy_helper.to_array(tensor) * np.float32(factor)
+        path.write_bytes(numpy_helper.from_array(values.astype(np.float32), tensor.name).SerializeToString())
+        resign(out / "mlp")
+
+    out = tmp_path / "artifacts"
+    shutil.copytree(artifacts, out)
+    scale_output(1 + 2e-7)  # a rounding or two
+    ok = CliRunner().invoke(export_main, ["mlp", "--check", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    scale_output(1 + 1e-3)  # beyond rtol = 1e-5: not what this code computes
+    bad = CliRunner().invoke(export_main, ["mlp", "--check", "--out", str(out)])
+    assert bad.exit_code == 1
+    lines = [line for line in bad.output.splitlines() if line.startswith("error: ")]
+    assert lines == [f"error: {out / 'mlp' / 'test_data_set_2' / 'output_0.pb'}: differs from a fresh export",
+                     f"error: {out}/ is out of date; run: export-models mlp --out {out}"]
+
+
 def test_committed_artifacts_are_current():
     """The artifacts/ folder in the repository is exactly what this code exports (CI's --check)."""
-    from tf_parity_export.export.api import check_models
+    from tf_parity_export.export.check import check_models
 
     assert (ROOT / "artifacts" / layout.INDEX).is_file(), "artifacts/ must be committed"
     assert check_models(list(MODELS), ROOT / "artifacts") == []

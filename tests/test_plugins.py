@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tf_parity_export.models import MODELS, PluginError, get_spec, plugins
+from tf_parity_export.models.errors import ExportError
 from tf_parity_export.verify import layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_bad_plugin_model_fails_alone(as_plugin, tmp_path, builder, outputs, mes
     base = get_spec("mlp")
     name = as_plugin(dataclasses.replace(base, name="bad", builder=builder,
                                          outputs=(TensorSig("logits", outputs or (None, 10)),)))
-    with pytest.raises(PluginError, match="^bad \\(plugin entry point 'bad'") as e:
+    with pytest.raises(ExportError, match="^bad \\(plugin entry point 'bad'") as e:
         export_models([name], tmp_path / "a", verify=False)
     assert message in str(e.value) and "\n" not in str(e.value)
     # beside a good model: the good one is exported and verified, the bad one is a failed row
@@ -312,4 +313,24 @@ def test_check_covers_the_seed_models_with_a_plugin_installed(venv):
     result = subprocess.run([venv / "bin" / "export-models", "--all", "--check"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "is current (5 models byte-identical to a fresh export)" in result.stdout
+    assert "is current (5 models: model files byte-identical to a fresh export" in result.stdout
+
+
+def test_plugins_that_import_tensorflow_at_their_top_stay_quiet_and_long_names_line_up(tmp_path):
+    """TF's C++ start-up lines (absl, oneDNN, cuInit) stay hidden whichever module imports it first."""
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "loud-plugin", {"a_rather_long_model_name_indeed": "loud_spec:SPEC"}, {"loud_spec": (
+        "import tensorflow as tf  # at the top, as real plugins do\n" + SPEC_HEAD +
+        "SPEC = ModelSpec(name='a_rather_long_model_name_indeed', builder='tf_parity_export.models.mlp:build_mlp',"
+        " summary='loud', inputs=X, outputs=(TensorSig('logits', (None, 10)),))\n")})
+    listed = run("export", ["--list"], site)
+    assert listed.returncode == 0, listed.stderr
+    noise = ("absl::InitializeLog", "oneDNN", "cuInit", "cpu_feature_guard", "cudart_stub", "I0000", "E0000", "W0000")
+    assert not [line for line in listed.stderr.splitlines() if any(n in line for n in noise)], listed.stderr
+    columns = {line.index(line.split()[1]) for line in listed.stdout.splitlines()}
+    assert columns == {len("a_rather_long_model_name_indeed") + 2}  # every summary starts in one column
+    exported = run("export", ["a_rather_long_model_name_indeed", "--out", str(tmp_path / "a"), "--providers",
+                              "tf_eager,ort_cpu"], site)
+    assert exported.returncode == 0, exported.stderr
+    assert not [line for line in exported.stderr.splitlines() if any(n in line for n in noise)], exported.stderr

@@ -52,9 +52,9 @@ def test_file_size_limit_during_export_is_one_line_and_leaves_nothing(copy_of):
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     result = run([*EXPORT, "mlp", "--no-verify", "--out", str(out)], limit=20_000)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert our_lines(result.stderr)[1:] == [
-        f"error: {out}/mlp/model.weights.h5: needs up to 97320 bytes, over this process's file-size limit of "
-        "20000 bytes (ulimit -f)"]
+    line = (f"{out}/mlp/model.weights.h5: needs up to 97320 bytes, over this process's file-size limit of "
+            "20000 bytes (ulimit -f)")
+    assert our_lines(result.stderr)[1:] == [f"[1/1] mlp: not exported: {line}", f"error: {line}"]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != atomic.LOCK} == before
     assert (out / atomic.LOCK).read_text() == ""  # the ledger of temporaries is empty: none is left
 
@@ -89,8 +89,8 @@ def test_full_disk_during_export_is_one_line_and_leaves_nothing(small_disk):
     out = small_disk / "artifacts"
     result = run([*EXPORT, "mlp", "--no-verify", "--out", str(out)])
     assert result.returncode == 1, result.stderr[-3000:]
-    assert our_lines(result.stderr)[1:] == [
-        f"error: {out}/mlp: cannot write the artifacts (No space left on device); nothing was changed"]
+    line = f"{out}/mlp: cannot write the artifacts (No space left on device); nothing was changed"
+    assert our_lines(result.stderr)[1:] == [f"[1/1] mlp: not exported: {line}", f"error: {line}"]
     assert entries(out) == [atomic.LOCK] and (out / atomic.LOCK).read_text() == ""
 
 

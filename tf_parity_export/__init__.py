@@ -3,6 +3,7 @@
 The public API (stable):
 
     from tf_parity_export import ModelSpec, TensorSig, export_models, verify_models
+    from tf_parity_export import calibrate_batch_norms  # untrained architectures made testable
 
 The repository keeps its three packages as top-level folders (`models/`,
 `export/`, `verify/`); installing maps them under this one import name
@@ -19,7 +20,7 @@ from typing import Any
 
 from .models import ModelSpec, TensorSig
 
-__all__ = ["ModelSpec", "TensorSig", "export_models", "verify_models"]
+__all__ = ["ModelSpec", "TensorSig", "calibrate_batch_norms", "export_models", "verify_models"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from .verify import verify_models
 
         return verify_models
+    if name == "calibrate_batch_norms":
+        from .models.calibrate import calibrate_batch_norms
+
+        return calibrate_batch_norms
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tf_parity_export.models import UserError, get_spec
+from tf_parity_export.models import UserError
 
 from . import layout
 from .deadline import DeadlineExceeded
@@ -86,7 +86,7 @@ def _bench_model(name: str, artifacts: Path, chosen: list[str], required: set[st
     """One model's row of the benchmark, its runtimes loaded in the run's `scope`; problems go to `failures`."""
     from .verifier import _reference_model
 
-    spec = get_spec(name)
+    spec = layout.resolve_spec(name, artifacts)
     folder = Path(artifacts) / name
     card = layout.check_folder(Path(artifacts), name)
     model = _reference_model(spec, folder, card)

@@ -15,6 +15,14 @@ from .runtimes import RUNTIMES
 
 RUNTIME_NAMES = list(RUNTIMES)
 
+PROVIDERS_HELP = (f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
+                  "A runtime named here that is unavailable or unsupported fails the run.")
+INSENSITIVE_HELP = ("Report outputs that never move over the cases (every value within the tolerance of one "
+                    "constant: parity on them proves nothing) without failing on them.")
+REQUIRE_HELP = ("Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
+                "ort_cuda_tf32), held to the model's tolerance or to ATOL; a deployment runtime named here "
+                "that cannot take a model fails the run. Without it a reduced mode is measured, not failed.")
+
 
 def run_and_exit(command: click.Command) -> None:
     """The console scripts' entry: run `command`, then end the process at once.
@@ -81,19 +89,30 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class ModelName(click.ParamType):
     """A registered model name. Plugins load only when a name is not a seed
-    model, so `--help` (and `export-models mlp`) never import them."""
+    model, so `--help` (and `export-models mlp`) never import them.
+
+    `files`: also a model file or SavedModel folder (export-models), or the name
+    of a model exported from one, which the artifacts folder resolves later
+    (verify-models: `resolve_names`)."""
 
     name = "model"
+
+    def __init__(self, files: str = "") -> None:
+        self.files = files  # "export": paths too; "verify": names checked against --artifacts later
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "MODEL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from tf_parity_export.models.from_file import file_format
+
         if value not in MODELS:
             load_plugins()
-        if value not in MODELS:
+        later = self.files == "verify" and "/" not in value
+        if value not in MODELS and not later and not (self.files == "export" and file_format(value) is not None):
             known = ", ".join(repr(n) for n in sorted(MODELS))
-            self.fail(f"{value!r} is not one of {known} (export-models --list shows them)", param, ctx)
+            self.fail(f"{value!r} is not one of {known} (export-models --list shows them; a model file is a "
+                      "path to a .keras or .h5 file or a SavedModel folder)", param, ctx)
         return value
 
 
@@ -155,47 +174,36 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, type=ModelName())
-@click.option("--all", "all_", is_flag=True, help="Verify every registered model (plugins' included).")
+@click.argument("names", nargs=-1, type=ModelName(files="verify"))
+@click.option("--all", "all_", is_flag=True, help="Verify every registered model (plugins' included) and every "
+              "model in the artifacts folder exported from a model file.")
 @click.option("--artifacts", default=Path("artifacts"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder written by export-models.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as JSON here (and as a page beside it, .html).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
               help="An .npz (keys = input names) to verify on instead of the built-in cases.")
-@click.option("--providers", help=f"Comma-separated runtimes to run (default: all): {','.join(RUNTIME_NAMES)}. "
-              "A runtime named here that is unavailable fails the run.")
-@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...",
-              help="Runtimes that must run and agree even in a reduced-precision mode (e.g. openvino_default, "
-              "ort_cuda_tf32), held to the model's tolerance or to ATOL. Without it a reduced mode is measured, "
-              "not failed.")
+@click.option("--providers", help=PROVIDERS_HELP)
+@click.option("--require", "require_", metavar="RUNTIME[:ATOL],...", help=REQUIRE_HELP)
 @click.option("--tolerances", is_flag=True,
               help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
               "and print the speed-up over TF eager (with --json, also write it there).")
+@click.option("--allow-insensitive", is_flag=True, help=INSENSITIVE_HELP)
 @click.option("--allow-uncovered", is_flag=True, help="Report control-flow paths no case reaches "
               "(an If branch, a Loop count 0/1/many) without failing on them.")
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
          inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool,
-         allow_uncovered: bool) -> None:
+         allow_insensitive: bool, allow_uncovered: bool) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
     the reloaded SavedModel and ONNX runtimes, and compares every output.
     Exit 0: all agreed; 1: a mismatch or a bad artifact/input; 2: usage.
     """
-    chosen = pick_names(names, all_)
-    runtimes = None
-    if providers is not None:
-        runtimes = list(dict.fromkeys(p.strip() for p in providers.split(",") if p.strip()))
-        if not runtimes:
-            raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
-                                     param_hint="--providers")
-        unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
-        if unknown:
-            raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}",
-                                     param_hint="--providers")
+    chosen = resolve_names(pick_names(names, all_), artifacts, all_)
+    runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None
     if inputs is not None and not inputs.is_file():
         raise UserError(f"{inputs}: {'not a regular file' if inputs.exists() else 'no such file'}")
@@ -212,8 +220,38 @@ def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | 
         return
     from .verifier import verify_models
 
-    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered),
+    finish(verify_models(chosen, artifacts, runtimes, inputs, require=require, allow_uncovered=allow_uncovered,
+                         allow_insensitive=allow_insensitive),
            json_path, artifacts, broken_plugins(all_), tolerances)
+
+
+def resolve_names(names: list[str], artifacts: Path, all_: bool) -> list[str]:
+    """The names to verify: registered ones, and models in `artifacts` exported from a model file
+    (with --all, every one of those too); any other name is a usage error listing the known ones."""
+    from .layout import file_models
+
+    from_files = file_models(artifacts)
+    unknown = [n for n in names if n not in MODELS and n not in from_files]
+    if unknown:
+        known = ", ".join(repr(n) for n in sorted({*MODELS, *from_files}))
+        raise click.BadParameter(f"{unknown[0]!r} is not one of {known} (export-models --list shows the registered "
+                                 f"ones; models exported from a file are the folders in {artifacts}/)",
+                                 param_hint="'NAMES...'")
+    return [*names, *(n for n in from_files if n not in names)] if all_ else names
+
+
+def parse_providers(text: str | None) -> list[str] | None:
+    """"ort_cpu,litert" -> ["ort_cpu", "litert"]; None (the option not given) means every runtime."""
+    if text is None:
+        return None
+    runtimes = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not runtimes:
+        raise click.BadParameter(f"names no runtime, so nothing would be compared; choose from {RUNTIME_NAMES}",
+                                 param_hint="--providers")
+    unknown = [p for p in runtimes if p not in RUNTIME_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown runtime(s) {unknown}; choose from {RUNTIME_NAMES}", param_hint="--providers")
+    return runtimes
 
 
 def parse_require(text: str) -> dict[str, float | None]:

@@ -85,16 +85,27 @@ class GraphPath:
     margin: float = float("inf")  # smallest relative operand distance over every comparison tested
     # label -> {"enter_score": [...], "score": [...]}: each test's relative signed distance, > 0 where it held
     scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # Loop label -> per execution, True where the loop stopped at its trip-count limit M with its
+    # condition still true: the loop did not end on its own (a loop-cap case, never a pass)
+    capped_runs: dict[str, list[bool]] = field(default_factory=dict)
+
+    @property
+    def capped(self) -> list[str]:
+        """The loops that ran into their trip-count limit."""
+        return [label for label, runs in self.capped_runs.items() if any(runs)]
 
     def hits(self, site: Site) -> set[str]:
-        """The targets of `site` this case reached."""
+        """The targets of `site` this case reached (a loop stopped by its cap reached none)."""
         if site.op == "If":
             return {k for k, n in self.branches.get(site.label, {}).items() if n}
-        return {_loop_class(n) for n in self.trips.get(site.label, [])}
+        capped = self.capped_runs.get(site.label, [])
+        return {_loop_class(n) for i, n in enumerate(self.trips.get(site.label, []))
+                if not (i < len(capped) and capped[i])}
 
     def to_json(self) -> dict[str, Any]:
-        return {"branches": self.branches, "trips": self.trips,
+        data = {"branches": self.branches, "trips": self.trips,
                 "margin": None if np.isinf(self.margin) else float(self.margin), "source": "onnx graph"}
+        return {**data, "capped": True, "capped_loops": self.capped} if self.capped else data
 
 
 def _loop_class(trips: int) -> str:
@@ -122,12 +133,14 @@ class _Instrumenter:
     def log(self, site: int, kind: str, value: str, dtype: int) -> _Log:
         return _Log((site, kind, next(self.counter)), value, dtype)
 
-    def graph(self, graph: Any, path: str, outer_consts: set[str]) -> list[_Log]:
-        """Instrument `graph` in place; returns the logs of every site in or below it."""
+    def graph(self, graph: Any, path: str, outer_fixed: set[str]) -> list[_Log]:
+        """Instrument `graph` in place; returns the logs of every site in or below it.
+
+        `outer_fixed`: the names visible from the enclosing graphs whose values no input can change.
+        """
         from onnx import TensorProto, helper
 
-        consts = outer_consts | {i.name for i in graph.initializer} | {
-            o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        consts = _fixed(graph, outer_fixed)
         producers = {o: n for n in graph.node for o in n.output}
         logs: list[_Log] = []
         new_nodes: list[Any] = []
@@ -151,19 +164,22 @@ class _Instrumenter:
                 after.append(helper.make_node("Cast", [node.input[0]], [events + "_c"], to=TensorProto.INT64))
                 after.append(self._reshape1(events + "_c", events, after))
                 logs.append(self.log(index, "events", events, TensorProto.INT64))
-                logs += self._comparison(index, "", node.input[0], producers, after)
+                logs += self._comparison(index, "", node.input[0], producers, after, consts)
             elif node.op_type == "Loop":
                 index = len(self.sites)
                 body = _attr_graph(node, "body")
-                self.sites.append(Site(name, "Loop", path, _is_static_loop(node, body, consts)))
-                body_logs = self.graph(body, f"{here}.body", consts)
+                inner = _body_fixed(node, body, consts)
+                static = _is_static_loop(node, body, consts)
+                self.sites.append(Site(name, "Loop", path, static))
+                # the iteration number is the same in every case only where the loop always runs alike
+                body_logs = self.graph(body, f"{here}.body", inner if static else consts)
                 body_nodes: list[Any] = []
                 # the test after each iteration, and the one before the first
                 body_logs += self._comparison(index, "", body.output[0].name,
-                                              {o: n for n in body.node for o in n.output}, body_nodes)
+                                              {o: n for n in body.node for o in n.output}, body_nodes, inner)
                 body.node.extend(body_nodes)
                 if len(node.input) > 1 and node.input[1]:
-                    logs += self._comparison(index, "enter_", node.input[1], producers, before)
+                    logs += self._comparison(index, "enter_", node.input[1], producers, before, consts)
                 carried = len(node.input) - 2
                 # the trip counter: a loop-carried int64 scalar, + 1 per iteration
                 zero, one, count_in, count_out, count = (self.fresh(s) for s in ("zero", "one", "n_in", "n_out", "n"))
@@ -176,6 +192,29 @@ class _Instrumenter:
                 new_in = [helper.make_tensor_value_info(count_in, TensorProto.INT64, [])]
                 new_out = [helper.make_tensor_value_info(count_out, TensorProto.INT64, [])]
                 inits, finals = [zero], [count]
+                # the condition as the loop ended (carried out of the body; the entry condition if it
+                # never ran) and the trip-count limit M: a loop that ran M times with its condition
+                # still true was stopped by its cap, not by its condition
+                cond_in, cond_out, last_cond, entry = (self.fresh(s) for s in ("c_in", "c_out", "c_last", "c_entry"))
+                if len(node.input) > 1 and node.input[1]:
+                    before.append(helper.make_node("Identity", [node.input[1]], [entry]))
+                else:
+                    before.append(helper.make_node("Constant", [], [entry],
+                                                   value=helper.make_tensor(entry, TensorProto.BOOL, [], [True])))
+                body.node.append(helper.make_node("Identity", [body.output[0].name], [cond_out]))
+                new_in.append(helper.make_tensor_value_info(cond_in, TensorProto.BOOL, []))
+                new_out.append(helper.make_tensor_value_info(cond_out, TensorProto.BOOL, []))
+                inits.append(entry)
+                finals.append(last_cond)
+                final_log = self.fresh("final")
+                after.append(helper.make_node("Cast", [last_cond], [final_log + "_c"], to=TensorProto.INT64))
+                after.append(self._reshape1(final_log + "_c", final_log, after))
+                logs.append(self.log(index, "final", final_log, TensorProto.INT64))
+                if node.input[0]:
+                    limit = self.fresh("limit")
+                    before.append(helper.make_node("Cast", [node.input[0]], [limit + "_c"], to=TensorProto.INT64))
+                    before.append(self._reshape1(limit + "_c", limit, before))
+                    logs.append(self.log(index, "limit", limit, TensorProto.INT64))
                 # nested logs: accumulators that start empty and append each iteration's log
                 for log in body_logs:
                     empty, acc_in, acc_out, final = (self.fresh(s) for s in ("empty", "acc_in", "acc_out", "acc"))
@@ -226,14 +265,19 @@ class _Instrumenter:
         nodes.append(helper.make_node("Constant", [], [shape], value=helper.make_tensor(shape, TensorProto.INT64, [1], [1])))
         return helper.make_node("Reshape", [value, shape], [out])
 
-    def _comparison(self, index: int, prefix: str, cond: str, producers: dict[str, Any], nodes: list[Any]) -> list[_Log]:
+    def _comparison(self, index: int, prefix: str, cond: str, producers: dict[str, Any], nodes: list[Any],
+                    fixed: set[str] = frozenset()) -> list[_Log]:
         """For a condition `a <op> b`: its margin, min |a - b| / max(|a|, |b|), and its
         score, positive exactly when the condition holds (a - b for Greater, b - a
-        for Less), as [1] double logs. The score steers the search for inputs."""
+        for Less), as [1] double logs. The score steers the search for inputs.
+
+        A test of values no input can change (`fixed`: a step counter against a
+        sequence length) is left alone: it reaching its bound is no decision boundary.
+        """
         from onnx import TensorProto, helper
 
         node = producers.get(cond)
-        if node is None or node.op_type not in _COMPARISONS:
+        if node is None or node.op_type not in _COMPARISONS or all(i in fixed for i in node.input):
             return []
         a, b, diff, absd, aa, ab, tiny, scale, rel, low, margin, signed, lowest, score = (self.fresh(s) for s in (
             "a", "b", "d", "ad", "aa", "ab", "tiny", "s", "r", "m", "margin", "sd", "sm", "score"))
@@ -268,15 +312,54 @@ def _empty(name: str, dtype: int) -> Any:
     return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, dtype, [0], []))
 
 
-def _is_static_loop(node: Any, body: Any, consts: set[str]) -> bool:
-    """A Loop whose trip count is a constant and whose condition never changes
-    (a `for` loop, e.g. over a fixed range): its count cannot be steered by inputs."""
-    trip_const = bool(node.input[0]) and node.input[0] in consts
-    cond_const = not node.input[1] or node.input[1] in consts
-    body_cond = body.output[0].name
-    passthrough = body_cond == body.input[1].name or any(
-        n.op_type == "Identity" and n.output[0] == body_cond and n.input[0] == body.input[1].name for n in body.node)
-    return trip_const and cond_const and passthrough
+def _fixed(graph: Any, outer: set[str]) -> set[str]:
+    """The names in `graph` whose values no input value can change: `outer` (fixed names of the
+    enclosing graphs), initializers, constants, the shape of a main-graph input (the signature
+    fixes every dimension but the batch) and whatever is computed from those alone."""
+    fixed = set(outer) | {i.name for i in graph.initializer}
+    inputs = {v.name for v in graph.input}
+    for node in graph.node:  # graphs list their nodes in topological order
+        shape_of_input = node.op_type in ("Shape", "Size") and node.input[0] in inputs and not outer
+        if node.op_type == "Constant" or shape_of_input or (
+                all(i in fixed for i in node.input if i) and _outer_reads(node) <= fixed):
+            fixed |= {o for o in node.output if o}
+    return fixed
+
+
+def _outer_reads(node: Any) -> set[str]:
+    """The names a Loop's or If's subgraphs read from the graphs around them."""
+    reads: set[str] = set()
+    for attr in node.attribute:
+        for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            local = {v.name for v in [*g.input, *g.initializer]} | {o for n in g.node for o in n.output}
+            reads |= ({i for n in g.node for i in n.input if i} | {r for n in g.node for r in _outer_reads(n)}) - local
+    return reads
+
+
+def _body_fixed(node: Any, body: Any, outer: set[str]) -> set[str]:
+    """The names in a Loop body whose values no input can change: the iteration number, and each
+    loop-carried value (the condition included) that starts fixed and stays fixed from one
+    iteration to the next (a step counter), found as a fixed point."""
+    carried = [(b.name, init, out.name) for b, init, out in zip(body.input[2:], node.input[2:], body.output[1:])]
+    assumed = {b for b, init, _ in carried if init in outer}
+    cond = not (len(node.input) > 1 and node.input[1]) or node.input[1] in outer
+    while True:
+        known = set(outer) | {body.input[0].name} | assumed | ({body.input[1].name} if cond else set())
+        fixed = _fixed(body, known)
+        kept = {b for b, _, out in carried if b in assumed and out in fixed}
+        kept_cond = cond and body.output[0].name in fixed
+        if kept == assumed and kept_cond == cond:
+            return fixed
+        assumed, cond = kept, kept_cond
+
+
+def _is_static_loop(node: Any, body: Any, outer: set[str]) -> bool:
+    """A Loop whose trip count no input can change: its limit M, its entry condition and its
+    body's condition are all fixed (`outer`: the fixed names around it), as in a `for` loop over
+    a fixed range or an RNN over a sequence of fixed length (a step counter against the length)."""
+    trip_fixed = not node.input[0] or node.input[0] in outer
+    entry_fixed = not (len(node.input) > 1 and node.input[1]) or node.input[1] in outer
+    return trip_fixed and entry_fixed and body.output[0].name in _body_fixed(node, body, outer)
 
 
 def instrument(model: Any) -> tuple[Any, list[Site], list[tuple[int, str, str]]]:
@@ -291,8 +374,7 @@ def instrument(model: Any) -> tuple[Any, list[Site], list[tuple[int, str, str]]]
     copy = type(model)()
     copy.CopyFrom(model)
     inst = _Instrumenter()
-    consts = {i.name for i in copy.graph.initializer}
-    logs = inst.graph(copy.graph, "", consts)
+    logs = inst.graph(copy.graph, "", set())
     extra = []
     for log in logs:
         copy.graph.output.append(helper.make_tensor_value_info(log.value, log.dtype, None))
@@ -325,6 +407,7 @@ class GraphCoverage:
         """The path one case (one batch) takes through every control-flow node."""
         values = ort_run(self.session, self.fetch, feed, "its control-flow trace in onnxruntime") if self.fetch else []
         path = GraphPath()
+        ends: dict[tuple[str, str], list[int]] = {}  # (Loop label, "limit" | "final") -> one value per execution
         for (index, kind, _), value in zip(self.extra, values, strict=True):
             site = self.sites[index]
             value = np.asarray(value).reshape(-1)
@@ -333,6 +416,8 @@ class GraphCoverage:
                     path.margin = min(path.margin, float(value.min()))
             elif kind.endswith("score"):
                 path.scores.setdefault(site.label, {}).setdefault(kind, []).extend(float(v) for v in value)
+            elif kind in ("limit", "final"):
+                ends.setdefault((site.label, kind), []).extend(int(v) for v in value)
             elif site.op == "If":
                 counts = path.branches.setdefault(site.label, {"then": 0, "else": 0})
                 counts["then"] += int((value != 0).sum())
@@ -342,8 +427,11 @@ class GraphCoverage:
         for site in self.sites:  # a node that never ran (inside an untaken branch) still shows
             if site.op == "If":
                 path.branches.setdefault(site.label, {"then": 0, "else": 0})
-            else:
-                path.trips.setdefault(site.label, [])
+                continue
+            trips = path.trips.setdefault(site.label, [])
+            limits, finals = ends.get((site.label, "limit")), ends.get((site.label, "final"), [])
+            if limits is not None and trips:
+                path.capped_runs[site.label] = [n >= m and bool(f) for n, m, f in zip(trips, limits, finals)]
         return path
 
 
@@ -416,17 +504,28 @@ def report_lines(m: Any) -> list[str]:
 
 
 def _directions(spec: ModelSpec, rng: np.random.Generator, count: int) -> list[dict[str, np.ndarray]]:
-    """Unit-scale inputs to be scaled: random normal, uniform [0, 1) and constant, both signs."""
+    """Unit-scale float inputs to be scaled: random normal, uniform [0, 1) and constant, both signs;
+    integer inputs (ids) a random draw from their range, which scaling leaves alone."""
+    from .inputs import random_values
+
     dirs = []
     for i in range(count):
         feed = {}
         for t in spec.inputs:
             shape = (1, *(1 if d is None else d for d in t.shape[1:]))
+            if t.integer:
+                feed[t.name] = random_values(rng, t, shape)
+                continue
             kind = i % 4
             x = (rng.normal(size=shape) if kind < 2 else rng.random(shape) if kind == 2 else np.ones(shape))
             feed[t.name] = x * (-1 if i % 2 else 1)
         dirs.append(feed)
     return dirs
+
+
+def _scaled(direction: dict[str, np.ndarray], t: float, floats: set[str]) -> dict[str, np.ndarray]:
+    """`direction` with its float inputs multiplied by `t` (integer inputs are ids: kept)."""
+    return {k: v * t if k in floats else v for k, v in direction.items()}
 
 
 def _objective(path: GraphPath, site: Site, target: str) -> float:
@@ -454,6 +553,9 @@ class _Search:
     def __init__(self, spec: ModelSpec, cov: GraphCoverage, needs: list[tuple[Site, str]], budget: int) -> None:
         self.spec, self.cov, self.needs, self.budget = spec, cov, needs, budget
         self.dtypes = {t.name: np.dtype(t.dtype) for t in spec.inputs}
+        self.floats = {t.name for t in spec.inputs if not t.integer}
+        # integer inputs stay within their declared range (an id beyond an Embedding's table is no input)
+        self.bounds = {t.name: t.range for t in spec.inputs if t.integer and t.range is not None}
         self.best: dict[tuple[str, str], tuple[float, dict[str, np.ndarray]]] = {}
         self.closest: dict[tuple[str, str], tuple[float, dict[str, np.ndarray]]] = {}
         self.done: set[tuple[str, str]] = set()  # reached by cases the verifier runs anyway
@@ -467,7 +569,7 @@ class _Search:
         return self.runs >= self.budget or not self.missing()
 
     def run(self, feed: dict[str, np.ndarray]) -> GraphPath | None:
-        feed = {k: np.asarray(v).astype(self.dtypes[k]) for k, v in feed.items()}
+        feed = {k: self._cast(k, v) for k, v in feed.items()}
         if not all(np.isfinite(v).all() for v in feed.values()):
             return None
         self.runs += 1
@@ -488,6 +590,13 @@ class _Search:
             if np.isfinite(objective) and (key not in self.closest or objective < self.closest[key][0]):
                 self.closest[key] = (objective, feed)
         return path
+
+    def _cast(self, name: str, value: Any) -> np.ndarray:
+        value = np.asarray(value)
+        if name in self.bounds:
+            low, high = self.bounds[name]
+            value = np.clip(np.rint(value), low, high - 1)
+        return value.astype(self.dtypes[name])
 
     def signature(self, path: GraphPath | None) -> Any:
         return None if path is None else tuple((s.label, tuple(sorted(path.hits(s)))) for s in self.cov.sites)
@@ -516,7 +625,10 @@ class _Search:
         key = (site.label, target)
         if key not in self.closest:
             return
-        x = {k: v.astype(np.float64) for k, v in self.closest[key][1].items()}
+        fixed = {k: v for k, v in self.closest[key][1].items() if k not in self.floats}  # ids are not descended
+        x = {k: v.astype(np.float64) for k, v in self.closest[key][1].items() if k in self.floats}
+        if not x:
+            return
         scale = {k: float(np.sqrt(np.mean(v * v))) or 1.0 for k, v in x.items()}
         m = {k: np.zeros_like(v) for k, v in x.items()}
         v2 = {k: np.zeros_like(v) for k, v in x.items()}
@@ -527,7 +639,7 @@ class _Search:
             c = {k: 0.01 * scale[k] for k in x}
             ends = []
             for sign in (1, -1):
-                path = self.run({k: x[k] + sign * c[k] * delta[k] for k in x})
+                path = self.run({**fixed, **{k: x[k] + sign * c[k] * delta[k] for k in x}})
                 ends.append(_objective(path, site, target) if path is not None else np.inf)
             if not np.all(np.isfinite(ends)):
                 return
@@ -537,7 +649,7 @@ class _Search:
                 v2[k] = 0.999 * v2[k] + 0.001 * g * g
                 mh, vh = m[k] / (1 - 0.9**step), v2[k] / (1 - 0.999**step)
                 x[k] = x[k] - 0.1 * scale[k] * mh / (np.sqrt(vh) + 1e-12)
-            self.run(x)
+            self.run({**fixed, **x})
 
 
 def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dict[str, np.ndarray]] = (),
@@ -568,8 +680,6 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
     needs = requirements(cov.sites)
     if not needs:
         return {}, []
-    if any(np.dtype(t.dtype).kind != "f" for t in spec.inputs):
-        return {}, [requirement_name(s, t) + " (only float inputs are searched)" for s, t in needs]
     search = _Search(spec, cov, needs, budget)
     for feed in covered:
         try:
@@ -580,10 +690,15 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
             search.done |= {(s.label, t) for s, t in needs if t in path.hits(s)}
     rng = np.random.default_rng(seed)
 
-    for direction in _directions(spec, rng, 16):  # 1. magnitudes
+    if not search.floats:  # integer inputs only: nothing to scale or descend, draw from their ranges
+        for direction in _directions(spec, rng, 256):
+            if search.over():
+                break
+            search.run(direction)
+    for direction in _directions(spec, rng, 16) if search.floats else []:  # 1. magnitudes
         if search.over() or search.runs > budget // 2:  # leave the rest to the descent
             break
-        point = lambda t, d=direction: {k: v * t for k, v in d.items()}  # noqa: E731
+        point = lambda t, d=direction: _scaled(d, t, search.floats)  # noqa: E731
         row = [(t, search.signature(search.run(point(t)))) for t in 10.0 ** np.arange(-6, 6.25, 0.25)]
         search.refine(point, [(a, b) for a, b in zip(row, row[1:]) if a[1] != b[1]])
     for site, target in search.missing():  # 2. descent
@@ -593,7 +708,8 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
         if search.over():
             break
         a, b = found[i], found[j]
-        point = lambda t, a=a, b=b: {k: a[k] + t * (b[k] - a[k]) for k in a}  # noqa: E731
+        point = lambda t, a=a, b=b: {k: a[k] + t * (b[k] - a[k]) if k in search.floats else a[k]  # noqa: E731
+                                     for k in a}
         search.refine(point, [((0.0, search.signature(search.run(a))), (1.0, search.signature(search.run(b))))])
 
     cases: dict[str, dict[str, np.ndarray]] = {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import InputError, ModelSpec
+from tf_parity_export.models import InputError, ModelSpec, TensorSig
 
 BATCH_SIZES = (1, 2, 7)
 INPUT_SEED = 1234
@@ -29,13 +29,30 @@ class Case:
 
 
 def random_cases(spec: ModelSpec, batch_sizes: tuple[int, ...] = BATCH_SIZES, seed: int = INPUT_SEED) -> list[Case]:
-    """Uniform [0, 1) inputs, as the seed feeds, at each batch size."""
+    """Seeded random inputs of each input's dtype, at each batch size: uniform in its range
+    (floats default to [0, 1), as the seed feeds), every integer of its range equally likely."""
     cases = []
     for batch in batch_sizes:
         rng = np.random.default_rng([seed, batch])
-        feed = {t.name: rng.random((batch, *t.shape[1:]), dtype=np.float32) for t in spec.inputs}
+        feed = {t.name: random_values(rng, t, (batch, *t.shape[1:])) for t in spec.inputs}
         cases.append(Case(f"random_b{batch}", "random", feed))
     return cases
+
+
+def random_values(rng: np.random.Generator, sig: TensorSig, shape: tuple[int, ...]) -> np.ndarray:
+    """Random values for one input: its dtype, within its range (high exclusive)."""
+    dtype = np.dtype(sig.dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(bool)
+    if sig.integer:
+        if sig.range is None:
+            raise InputError(f"input {sig.name!r} is {sig.dtype} and has no range; declare "
+                             f"TensorSig({sig.name!r}, ..., range=(low, high))")
+        return rng.integers(int(sig.range[0]), int(sig.range[1]), size=shape, dtype=dtype)
+    if sig.range is None and dtype == np.float32:
+        return rng.random(shape, dtype=np.float32)  # the seed's inputs: these exact bits since schema 1
+    low, high = sig.range if sig.range is not None else (0.0, 1.0)
+    return (low + (high - low) * rng.random(shape)).astype(dtype)
 
 
 def validate_feed(spec: ModelSpec, feed: dict[str, Any], source: str) -> dict[str, np.ndarray]:
@@ -59,6 +76,11 @@ def validate_feed(spec: ModelSpec, feed: dict[str, Any], source: str) -> dict[st
         if not np.isfinite(arr).all():
             bad = "NaN" if np.isnan(arr).any() else "infinity"
             raise InputError(f"{source}: {sig.name!r} contains {bad}; inputs must be finite")
+        if sig.integer and sig.range is not None and arr.dtype != np.bool_ and arr.size and \
+                (arr.min() < sig.range[0] or arr.max() >= sig.range[1]):
+            # an id beyond an Embedding's table is no input at all: TensorFlow refuses it, ONNX runtimes differ
+            raise InputError(f"{source}: {sig.name!r} holds values in [{arr.min()}, {arr.max()}], outside its "
+                             f"range [{sig.range[0]:g}, {sig.range[1]:g})")
         checked[sig.name] = arr
     return checked
 

@@ -10,7 +10,8 @@ contract lives beside its reader (verify must not import export).
                                   tool versions, sha256 of every file below
     <root>/<model>/saved_model/   SavedModel, signature "serving_default"
     <root>/<model>/model.onnx     ONNX
-    <root>/<model>/model.tflite   LiteRT (TFLite), converted from the SavedModel
+    <root>/<model>/model.tflite   LiteRT (TFLite), converted from the SavedModel (where the
+                                  converter can: card.json "formats" says why not)
     <root>/<model>/model.weights.h5   Keras weights: rebuilds the TF eager reference
     <root>/<model>/cases.npz      the control-flow coverage inputs found at export
     <root>/<model>/test_data_set_N/   ONNX test data: input_i.pb, output_i.pb (TF eager's outputs)
@@ -33,7 +34,9 @@ import numpy as np
 
 from tf_parity_export.models import ArtifactError, UserError
 
-SCHEMA_VERSION = 3  # 2: card.json lists the ONNX test data sets; 3: and model.tflite
+# 2: card.json lists the ONNX test data sets; 3: and model.tflite; 4: "formats" says whether the
+# deployment format (LiteRT) could be made, and the signature carries input ranges
+SCHEMA_VERSION = 4
 INDEX = "manifest.json"
 REPORT = "report.json"
 CARD = "card.json"
@@ -43,6 +46,16 @@ TFLITE = "model.tflite"
 WEIGHTS = "model.weights.h5"
 CASES = "cases.npz"
 SERVING_SIGNATURE = "serving_default"
+# Core formats: a model that cannot produce them is not exported. Deployment formats: where the
+# converter cannot make one, the folder is still written and card.json says why ("unsupported").
+CORE_FORMATS = ("saved_model", "onnx")
+DEPLOYMENT_FORMATS = {"litert": TFLITE}
+
+
+def format_state(card: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A deployment format's entry in the card: {"status": "ok"} (with "static_batch": 1 where the
+    converter needed a fixed batch of one row) or {"status": "unsupported", "reason": ...}."""
+    return card.get("formats", {}).get(fmt, {"status": "ok"})
 
 
 def umask() -> int:
@@ -166,6 +179,41 @@ def hash_tree(folder: Path) -> dict[str, str]:
     }
 
 
+def resolve_spec(model: Any, artifacts: Path | None = None) -> Any:
+    """The ModelSpec for `model`: a spec as given, a registered name's, or, for a model exported
+    from a file (`export-models m.keras`), the one its folder's card records."""
+    from tf_parity_export.models import ModelSpec, UnknownModelError, get_spec
+    from tf_parity_export.models.from_file import spec_from_card
+
+    if isinstance(model, ModelSpec):
+        return model
+    try:
+        return get_spec(model)
+    except UnknownModelError:
+        folder = Path(artifacts) / model if artifacts is not None and _confined(str(model)) else None
+        try:
+            card = read_json(folder / CARD) if folder is not None else None
+        except (OSError, ValueError):
+            card = None
+        spec = spec_from_card(model, folder, card) if isinstance(card, dict) else None
+        if spec is None:
+            raise
+        return spec
+
+
+def file_models(artifacts: Path) -> list[str]:
+    """The models in `artifacts` exported from a file (their cards record a source), by name."""
+    found = []
+    for folder in sorted(Path(artifacts).iterdir()) if Path(artifacts).is_dir() else []:
+        try:
+            card = read_json(folder / CARD) if folder.is_dir() and not folder.name.startswith(".") else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(card, dict) and isinstance(card.get("source"), dict):
+            found.append(folder.name)
+    return found
+
+
 def _read_artifact_json(path: Path, name: str, missing: str, fix: str) -> Any:
     """`read_json(path)`, with a missing or unreadable file as one line naming the model and the fix."""
     try:
@@ -198,6 +246,19 @@ def read_card(folder: Path, name: str) -> dict[str, Any]:
     entries = card.get("test_data", [])
     if not isinstance(entries, list):
         raise bad("test_data", "a list")
+    source = card.get("source")
+    if source is not None and not (isinstance(source, dict) and source.get("format") in ("keras", "h5", "saved_model")
+                                   and isinstance(source.get("custom_modules", []), list)
+                                   and all(isinstance(m, str) for m in source.get("custom_modules", []))):
+        raise bad("source", 'an object with "format" keras, h5 or saved_model and a list of "custom_modules"')
+    formats = card.get("formats", {})
+    if not isinstance(formats, dict):
+        raise bad("formats", "an object")
+    for fmt, state in formats.items():
+        if fmt not in DEPLOYMENT_FORMATS or not isinstance(state, dict) or state.get("status") not in ("ok", "unsupported") \
+                or not isinstance(state.get("reason", ""), str) or state.get("static_batch") not in (None, 1):
+            raise bad(f"formats[{fmt!r}]", 'a known format with "status" "ok" or "unsupported", a string "reason" '
+                      'and an optional "static_batch" of 1')
     for i, entry in enumerate(entries):
         if not (isinstance(entry, dict) and isinstance(entry.get("set"), str) and isinstance(entry.get("case"), str)
                 and isinstance(entry.get("kind"), str) and isinstance(entry.get("path"), (dict, type(None)))):
@@ -252,7 +313,11 @@ def check_files(folder: Path, name: str, card: dict[str, Any]) -> None:
     if unlisted:
         raise ArtifactError(f"{name}: {unlisted[0]} is in the model folder but not listed in card.json "
                             f"(unhashed); remove it or {fix}")
-    for required in (ONNX, TFLITE, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb"):
+    deployed = [file for fmt, file in DEPLOYMENT_FORMATS.items() if format_state(card, fmt)["status"] == "ok"]
+    from tf_parity_export.models.from_file import SOURCE_FILES
+
+    source = SOURCE_FILES.get((card.get("source") or {}).get("format"))  # a model file's copy rebuilds it
+    for required in (ONNX, WEIGHTS, f"{SAVED_MODEL}/saved_model.pb", *deployed, *([source] if source else [])):
         if required not in files:
             raise ArtifactError(f"{name}: card.json does not list {required}; {fix}")
 

@@ -8,7 +8,7 @@ from tf_parity_export.models import UserError
 
 from .coverage import report_lines as graph_coverage_lines
 from .layout import write_json, write_text
-from .verifier import APART, STORED, UNFINISHED, UNSUPPORTED, ModelReport, Report
+from .verifier import APART, STORED, UNFINISHED, ModelReport, Report, insensitive_line
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -17,11 +17,11 @@ def _cell(m: ModelReport, runtime: str) -> str:
         return "-"
     if state.startswith("unavailable"):
         return "unavailable"
+    if state.startswith("unsupported"):
+        return "unsupported"
     if state.startswith("error"):
         return "ERROR"
-    if state.startswith("unsupported") and not any(r.runtime == runtime and r.outputs for r in m.results):
-        return "unsupported"
-    results = [r for r in m.results if r.runtime == runtime and r.status != UNSUPPORTED]
+    results = [r for r in m.results if r.runtime == runtime]
     counted = [r for r in results if r.status not in APART.values()]
     worst = max((o.max_abs for r in counted for o in r.outputs), default=0.0)
     if any(r.status == "error" for r in results):
@@ -61,10 +61,13 @@ def table(report: Report, tolerances: bool = False) -> str:
     for rt in [*runtimes, *unavailable]:
         reasons = {m.runtimes[rt] for m in report.models if m.runtimes.get(rt, "").startswith("unavailable")}
         notes += [f"{rt}: {reason}" for reason in sorted(reasons)]
-        notes += [f"{m.model}/{rt}: {m.runtimes[rt]}" for m in report.models
-                  if m.runtimes.get(rt, "").startswith("unsupported")]
+    for m in report.models:  # a deployment runtime that cannot take a model: apart from mismatches
+        notes += [f"{m.model}/{rt}: {state}{' (required: fails the run)' if rt in report.required else ''}"
+                  for rt, state in m.runtimes.items() if state.startswith("unsupported")]
     notes += _reduced_notes(report)
     for m in report.models:
+        notes += [insensitive_line(m.model, name, info) + ("; accepted (--allow-insensitive)" if m.allow_insensitive
+                                                           else "") for name, info in m.insensitive.items()]
         notes += graph_coverage_lines(m)
         if m.coverage:
             got = ", ".join(f"{need} ({len(hits)})" if hits else f"{need} (MISSING)" for need, hits in m.coverage.items())
@@ -77,11 +80,15 @@ def table(report: Report, tolerances: bool = False) -> str:
             elif c["kind"] == UNFINISHED:
                 notes.append(f"{m.model} case {c['name']}: {c['reason']}: run on no runtime (each would hang), "
                              "not counted")
-            elif c["kind"] == "capped":
+            elif c["kind"] == "capped" and "norm_before_loop" in c["path"]:
                 notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
                              f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "
                              f"{c['path']['iterations']}-iteration cap (the seed's loop never ends on this input); "
                              "reported, not counted as a pass")
+            elif c["kind"] == "capped":
+                loops = ", ".join(c["path"].get("capped_loops", [])) or "a loop"
+                notes.append(f"{m.model} loop-cap case {c['name']}: Loop {loops} ran to its trip-count limit with "
+                             "its condition still true (it did not end on its own); reported, not counted as a pass")
     stored = any(m.reference == STORED for m in report.models)
     reference = ("the stored test data sets' outputs (TensorFlow is not installed: replaying them)"
                  if stored else "tf_eager")
@@ -122,15 +129,18 @@ def _reduced_notes(report: Report) -> list[str]:
 def tolerance_table(report: Report) -> str:
     """Per model and runtime that ran: its mode, and the tightest atol (whatever the rtol) and
     rtol (whatever the atol) it would pass: evidence to choose tolerances from."""
-    header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance"]
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2e}"  # inf: no tolerance of that kind passes
+    header = ["model", "runtime", "mode", "computes in", "tightest atol", "tightest rtol", "within model tolerance",
+              "error / scale", "min cosine", "min SNR dB"]
+
+    def fmt(v: float | None, spec: str = ".2e") -> str:
+        return "-" if v is None else format(v, spec)  # inf: no tolerance of that kind passes
 
     rows = []
     for m in report.models:
         for rt, p in m.precision.items():
             rows.append([m.model, rt, p["mode"], p["computes_in"], fmt(p["tightest_atol"]), fmt(p["tightest_rtol"]),
-                         "yes" if p["within_tolerance"] else "no"])
+                         "yes" if p["within_tolerance"] else "no", fmt(p.get("worst_scale_error")),
+                         fmt(p.get("min_cosine"), ".9f"), fmt(p.get("min_snr_db"), ".1f")])
     lines = text_table(header, rows)
     return "\n".join(lines)
 

@@ -46,6 +46,7 @@ table.matrix th{font-weight:600;font-size:12px;text-align:center;vertical-align:
 table.matrix th.model{text-align:left;font-size:14px;white-space:nowrap;padding-right:14px}
 table.matrix td.cell{min-width:78px;height:46px;white-space:nowrap;padding:2px 4px;text-align:center;border:2px solid #fff;font-size:11px;line-height:1.25}
 td.cell b{font-size:13px} td.cell .small{font-size:11px} .tag{display:inline-block;font-size:10px;padding:0 4px;border-radius:3px;background:rgba(255,255,255,.75);color:#222;margin-left:2px}
+td.unsupported{background:repeating-linear-gradient(135deg,#fdf0dc,#fdf0dc 6px,#fff8ee 6px,#fff8ee 12px)!important;color:#8a5a12;outline:1px dashed #d9a55a;outline-offset:-3px}
 td.unavailable{background:repeating-linear-gradient(45deg,#eceef1,#eceef1 6px,#f7f8fa 6px,#f7f8fa 12px)!important;color:#7a828c;outline:1px dashed #b8bec6;outline-offset:-3px}
 td.error{background:#2b0b0e!important;color:#ffb4ab}
 td.reduced{background-image:repeating-linear-gradient(135deg,rgba(255,255,255,.45) 0 5px,transparent 5px 10px)}
@@ -183,6 +184,8 @@ def _cell(model: dict[str, Any], runtime: str) -> str:
         return "<td class='cell none'>&ndash;</td>"
     if state.startswith("unavailable"):
         return f"<td class='cell unavailable' title='{_e(state)}'>unavailable</td>"
+    if state.startswith("unsupported"):
+        return f"<td class='cell unsupported' title='{_e(state)}'>unsupported</td>"
     if state.startswith("error") or "error" in s["statuses"]:
         detail = state if state.startswith("error") else "; ".join(s["reasons"])
         return f"<td class='cell error' title='{_e(detail)}'><b>error</b></td>"
@@ -258,6 +261,8 @@ def _legend() -> str:
         "measured beyond tolerance (reported, not failed)</span>",
         "<span><span class='swatch' style='background:repeating-linear-gradient(45deg,#eceef1,#eceef1 4px,#f7f8fa 4px,"
         "#f7f8fa 8px)'></span>unavailable</span>",
+        "<span><span class='swatch' style='background:repeating-linear-gradient(135deg,#fdf0dc,#fdf0dc 4px,#fff8ee 4px,"
+        "#fff8ee 8px)'></span>unsupported (the runtime cannot take the model)</span>",
         "<span><span class='swatch' style='background:#2b0b0e'></span>error</span>",
     ]
     return f"<div class='legend'>{''.join(items)}</div>"
@@ -269,10 +274,17 @@ def _unavailable_notes(models: list[dict[str, Any]]) -> str:
         for rt, state in m.get("runtimes", {}).items():
             if state.startswith("unavailable"):
                 reasons.setdefault(rt, set()).add(state.removeprefix("unavailable: "))
-    if not reasons:
-        return ""
-    items = "".join(f"<li><b>{_e(rt)}</b>: {_e(r)}</li>" for rt, rs in reasons.items() for r in sorted(rs))
-    return f"<h3>Unavailable here, and why</h3><ul class='small'>{items}</ul>"
+    unsupported = [(m.get("model", "?"), rt, state.removeprefix("unsupported: ")) for m in models
+                   for rt, state in m.get("runtimes", {}).items() if state.startswith("unsupported")]
+    parts = []
+    if reasons:
+        items = "".join(f"<li><b>{_e(rt)}</b>: {_e(r)}</li>" for rt, rs in reasons.items() for r in sorted(rs))
+        parts.append(f"<h3>Unavailable here, and why</h3><ul class='small'>{items}</ul>")
+    if unsupported:
+        items = "".join(f"<li><b>{_e(model)} / {_e(rt)}</b>: {_e(r)}</li>" for model, rt, r in unsupported)
+        parts.append("<h3>Unsupported: runtimes that cannot take a model (not failed unless required), and why</h3>"
+                     f"<ul class='small'>{items}</ul>")
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------- per model

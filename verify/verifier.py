@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError, get_spec
+from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserError
+from tf_parity_export.models.errors import first_reason
 
 from . import deadline, layout
 from .compare import OutputComparison, compare_output
@@ -81,6 +82,10 @@ class ModelReport:
     graph_sites: list[Any] = field(default_factory=list)
     graph_paths: dict[str, Any] = field(default_factory=dict)
     allow_uncovered: bool = False
+    # outputs that never move over the counted cases (compare.insensitivity): parity on them proves
+    # nothing; `allow_insensitive` reports them without failing
+    insensitive: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allow_insensitive: bool = False
 
     def failures(self, required: set[str] = frozenset()) -> list[str]:
         """One line per problem; empty when this model passed."""
@@ -100,6 +105,9 @@ class ModelReport:
         if not self.allow_uncovered:
             lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                       for need, hits in self.coverage.items() if not hits]
+        if not self.allow_insensitive:
+            lines += [insensitive_line(self.model, name, info) + " (--allow-insensitive to accept)"
+                      for name, info in self.insensitive.items()]
         uncounted = {**APART, UNFINISHED: UNFINISHED}
         counted = [c for c in self.cases if c["kind"] not in uncounted]
         if self.cases and not counted and (self.results or any(c["kind"] == UNFINISHED for c in self.cases)):
@@ -115,6 +123,7 @@ class ModelReport:
                 "reference": self.reference,
                 "runtimes": self.runtimes, "precision": self.precision, "cases": self.cases, "coverage": self.coverage,
                 "allow_uncovered": self.allow_uncovered,
+                "insensitive": self.insensitive, "allow_insensitive": self.allow_insensitive,
                 "graph_coverage": {"nodes": [s.to_json() for s in self.graph_sites],
                                    "cases": {k: p.to_json() for k, p in self.graph_paths.items()}},
                 "checks": [c.to_json() for c in self.checks], "results": [r.to_json() for r in self.results]}
@@ -139,6 +148,13 @@ class Report:
         return {"schema": REPORT_SCHEMA, "passed": bool(self), "seconds": round(self.seconds, 3),
                 "environment": self.environment, "failures": self.failures(),
                 "models": [m.to_json(self.required) for m in self.models]}
+
+
+def insensitive_line(model: str, output: str, info: dict[str, Any]) -> str:
+    """The one line that says an output never moved, with its spread against its tolerance."""
+    return (f"{model}: output {output!r} does not move: over {info['rows']} rows every element stays within "
+            f"atol={info['atol']:g} / rtol={info['rtol']:g} of one value (largest spread {info['spread']:.3g}), so "
+            "any runtime returning that constant would pass; parity on it proves nothing")
 
 
 def environment() -> dict[str, Any]:
@@ -169,6 +185,23 @@ def tool_versions(env: dict[str, Any]) -> dict[str, str]:
     """
     keep = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
     return {"python": ".".join(env["python"].split(".")[:2]), **{k: env[k] for k in keep}}
+
+
+def with_card_ranges(spec: ModelSpec, card: dict[str, Any]) -> ModelSpec:
+    """`spec` with each input's range as exported: where the spec declares none, the exporter
+    took it from the model (an Embedding's size) and recorded it in card.json's signature."""
+    import dataclasses
+
+    recorded = {t.get("name"): t.get("range") for t in card.get("signature", {}).get("inputs", [])
+                if isinstance(t, dict)}
+    inputs = []
+    for sig in spec.inputs:
+        found = recorded.get(sig.name)
+        if sig.range is None and isinstance(found, list) and len(found) == 2 and \
+                all(isinstance(v, (int, float)) for v in found) and found[0] < found[1]:
+            sig = dataclasses.replace(sig, range=(found[0], found[1]))
+        inputs.append(sig)
+    return dataclasses.replace(spec, inputs=tuple(inputs))
 
 
 def stored_cases(folder: Path, name: str = "") -> list[Case]:
@@ -211,6 +244,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     report = ModelReport(spec.name, reference=REFERENCE if with_tf else STORED)
     try:
         card = layout.check_folder(folder.parent, folder.name)
+        spec = with_card_ranges(spec, card)
         stored = read_sets(folder, spec, card)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
@@ -262,7 +296,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     elif report.graph_sites and user_case is None:
         report.coverage = _generic_coverage(report, set(apart))
 
-    subject = Subject(spec, folder, model, scope)
+    subject = Subject(spec, folder, model, scope, card)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
         try:
@@ -273,6 +307,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             return report
     else:
         expected = {s.case.name: s.expected for s in stored}
+    report.insensitive = _insensitive(spec, [expected[c.name] for c in cases if c.name not in apart],
+                                      [s.expected for s in stored if s.case.name not in {c.name for c in cases}])
     required = required or {}
     for name in runtimes:
         try:
@@ -285,6 +321,9 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
             continue
         except (UserError, DeadlineExceeded) as e:
             report.runtimes[name] = f"error: {e}"
+            continue
+        except Exception as e:  # a runtime that fails to load is that runtime's finding, never the run's end
+            report.runtimes[name] = f"error: {type(e).__name__}: {first_reason(e)}"
             continue
         report.runtimes[name] = "ran"
         report.checks += getattr(runtime, "checks", [])
@@ -332,6 +371,10 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
         "worst_index": worst.worst_index if worst is not None else None,
         "tightest_atol": worst.max_abs if worst is not None else None,
         "tightest_rtol": max_rel,
+        # against the outputs' scale (Polygraphy's and onnx2tf's measures); the verdict stays on atol/rtol
+        "worst_scale_error": max(o.scale_error for _, o in counted) if comparable else None,
+        "min_cosine": min(o.cosine for _, o in counted) if comparable else None,
+        "min_snr_db": min(o.snr_db for _, o in counted) if comparable else None,
     }
 
 
@@ -356,6 +399,23 @@ def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]
         except Exception:  # onnxruntime failing on this input: the ONNX runtimes report it as a finding
             continue
     return unfinished
+
+
+def _insensitive(spec: ModelSpec, counted: list[dict[str, np.ndarray]],
+                 stored: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """The outputs whose reference values never move over the counted cases and the stored test
+    data (compare.insensitivity). Nothing when no case was counted: that fails on its own."""
+    from .compare import insensitivity
+
+    if not counted:
+        return {}
+    found = {}
+    for sig in spec.outputs:
+        info = insensitivity([e[sig.name] for e in [*counted, *stored]], spec.atol, spec.rtol,
+                             batched=sig.shape[:1] == (None,))
+        if info is not None:
+            found[sig.name] = info
+    return found
 
 
 def _generic_coverage(report: ModelReport, apart: set[str]) -> dict[str, list[str]]:
@@ -442,11 +502,13 @@ def verify_models(
     require: dict[str, float | None] | None = None,
     allow_uncovered: bool = False,
     scope: RunScope | None = None,
+    allow_insensitive: bool = False,
 ) -> Report:
     """Verify the named models' artifacts under `artifacts`.
 
     Args:
-        names: registry names.
+        names: registry names, names of models exported from a file (their folder's card
+            says how to rebuild them), or ModelSpecs.
         artifacts: the folder `export-models` wrote.
         runtimes: runtime names (see `verify.runtimes.RUNTIMES`); None means
             all; an empty list is a ValueError (nothing would be compared).
@@ -462,6 +524,8 @@ def verify_models(
             `runtimes` are required too, at the model's tolerance.
         allow_uncovered: report control-flow paths no case reaches without
             failing on them.
+        allow_insensitive: report outputs that never move over the cases
+            (parity on them proves nothing) without failing on them.
         scope: the services the runtimes share (the browser), to use and
             leave running; by default the run starts and stops its own.
 
@@ -475,7 +539,7 @@ def verify_models(
 
     start = time.perf_counter()
     deadline.seconds()  # a bad $TF_PARITY_DEADLINE is one line now, not an error per call
-    specs = [get_spec(n) for n in names]
+    specs = [layout.resolve_spec(n, artifacts) for n in names]
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)
     chosen += [r for r in require if r not in chosen]
@@ -494,5 +558,5 @@ def verify_models(
                                 prebuilt.get(s.name), required, scope) for s in specs]
         services = scope.environment()  # e.g. the browser's version
     for r in reports:
-        r.allow_uncovered = allow_uncovered
+        r.allow_uncovered, r.allow_insensitive = allow_uncovered, allow_insensitive
     return Report(reports, set(required), time.perf_counter() - start, {**environment(), **services})

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _fields(c) -> dict:
-    return {k: ("nan" if isinstance(v, float) and v != v else v) for k, v in vars(c).items()}
+    """The comparison's verdict fields (the scale-aware metrics have tests of their own)."""
+    return {k: ("nan" if isinstance(v, float) and v != v else v) for k, v in vars(c).items()
+            if k not in ("scale_error", "cosine", "snr_db")}
 
 REF = np.array([[1.0, 100.0, 0.0]], np.float32)
 
@@ -218,3 +220,69 @@ def test_the_first_of_equal_worst_errors_across_blocks_is_reported():
     got = ref.copy()
     got[5] = got[BLOCK + 5] = 1.0
     assert compare_output("y", ref, got, 0.1, 0.0).worst_index == [5]
+
+
+def test_scale_aware_metrics():
+    ref = np.array([3.0, -4.0, 0.0], np.float32)
+    same = compare_output("y", ref, ref.copy(), 1e-5, 1e-5)
+    assert (same.scale_error, same.cosine, same.snr_db) == (0.0, 1.0, float("inf"))
+    got = ref + np.array([0.0, 0.4, 0.0], np.float32)
+    c = compare_output("y", ref, got, 1e-5, 1e-5)
+    assert c.scale_error == pytest.approx(0.4 / 4.0, rel=1e-6)
+    assert c.snr_db == pytest.approx(10 * np.log10(25.0 / 0.16), rel=1e-5)
+    assert c.cosine == pytest.approx((9 + 4 * 3.6) / (5.0 * np.sqrt(9 + 3.6**2)), rel=1e-6)
+    zeros = compare_output("y", np.zeros(3, np.float32), np.array([0, 1e-3, 0], np.float32), 1e-5, 1e-5)
+    assert zeros.scale_error == float("inf") and zeros.cosine == 0.0 and zeros.snr_db == float("-inf")
+    both_zero = compare_output("y", np.zeros(2, np.float32), np.zeros(2, np.float32), 1e-5, 1e-5)
+    assert (both_zero.scale_error, both_zero.cosine, both_zero.snr_db) == (0.0, 1.0, float("inf"))
+    nan = compare_output("y", ref, np.array([3.0, np.nan, 0.0], np.float32), 1e-5, 1e-5)
+    assert all(np.isnan(v) for v in (nan.scale_error, nan.cosine, nan.snr_db))
+    wrong_shape = compare_output("y", ref, ref[:2], 1e-5, 1e-5)
+    assert np.isnan(wrong_shape.cosine) and "scale_error" in wrong_shape.to_json()
+
+
+def test_scale_metrics_add_up_over_blocks(monkeypatch):
+    from tf_parity_export.verify import compare
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=1000).astype(np.float32)
+    got = (ref + rng.normal(scale=1e-3, size=1000)).astype(np.float32)
+    whole = compare_output("y", ref, got, 1e-5, 1e-5)
+    monkeypatch.setattr(compare, "BLOCK", 7)
+    blocks = compare_output("y", ref, got, 1e-5, 1e-5)
+    for field in ("scale_error", "cosine", "snr_db"):
+        assert getattr(blocks, field) == pytest.approx(getattr(whole, field), rel=1e-9)
+
+
+def test_an_output_is_insensitive_only_where_one_constant_passes_at_every_position():
+    from tf_parity_export.verify.compare import insensitivity
+
+    flat = [np.full((3, 2), 0.5, np.float32), np.full((2, 2), 0.5 + 4e-6, np.float32)]
+    info = insensitivity(flat, 1e-5, 0.0)
+    assert info == {"spread": pytest.approx(4e-6, rel=1e-2), "rows": 5, "atol": 1e-5, "rtol": 0.0}  # float32 0.5 + 4e-6
+    # spread 3e-5 > 2 atol: no single value is within atol of both ends
+    assert insensitivity([np.array([[0.0], [3e-5]], np.float32)], 1e-5, 0.0) is None
+    # exactly 2 atol apart: the midpoint passes against both
+    assert insensitivity([np.array([[0.0], [2e-5]])], 1e-5, 0.0) is not None
+    # one position moving is enough to make the output sensitive
+    assert insensitivity([np.array([[1.0, 0.0], [1.0, 5.0]], np.float32)], 1e-5, 1e-5) is None
+    # rtol counts: 1000 and 1000.01 are within rtol=1e-5 of 1000.005
+    assert insensitivity([np.array([[1000.0], [1000.01]])], 0.0, 1e-5) is not None
+    assert insensitivity([np.array([[1000.0], [1000.03]])], 0.0, 1e-5) is None
+    # an output without a batch dimension: one row per case
+    assert insensitivity([np.float32(2.0), np.float32(2.0)], 1e-5, 1e-5, batched=False)["rows"] == 2
+    assert insensitivity([np.float32(2.0), np.float32(3.0)], 1e-5, 1e-5, batched=False) is None
+    # one value always matches itself; NaNs have nothing to agree with; shapes must agree
+    assert insensitivity([np.array([[1.0]])], 1e-5, 1e-5) is None
+    assert insensitivity([np.array([[np.nan], [np.nan]])], 1e-5, 1e-5) is None
+    assert insensitivity([np.zeros((2, 2)), np.zeros((2, 3))], 1e-5, 1e-5) is None
+
+
+def test_insensitivity_reads_large_outputs_in_blocks():
+    from tf_parity_export.verify.compare import insensitivity
+
+    big = np.zeros((200_000, 2), np.float32)
+    big[150_000, 1] = 1.0  # one row far beyond the first block moves position 1
+    assert insensitivity([big], 1e-5, 1e-5) is None
+    big[150_000, 1] = 0.0
+    assert insensitivity([big], 1e-5, 1e-5)["rows"] == 200_000

@@ -282,7 +282,7 @@ def test_a_for_loop_is_static_and_needs_no_count(tmp_path):
     assert cov.trace({"x": np.array([[1.0]], np.float32)}).trips == {"Loop_for": [3]}
 
 
-def test_static_loops_need_a_constant_count_a_constant_condition_and_a_passthrough():
+def test_static_loops_need_a_fixed_count_a_fixed_entry_condition_and_a_fixed_body_condition():
     from tf_parity_export.verify.coverage import _is_static_loop
 
     def loop(trip, cond, body_nodes, out="c_out"):
@@ -297,12 +297,53 @@ def test_static_loops_need_a_constant_count_a_constant_condition_and_a_passthrou
     assert _is_static_loop(*loop("N", "T", identity), consts)
     assert _is_static_loop(*loop("N", "", [], out="c_in"), consts)  # the condition passed straight through
     assert not _is_static_loop(*loop("n", "", identity), consts)  # a computed trip count
-    assert not _is_static_loop(*loop("", "T", identity), consts)  # no trip count: a while loop
+    assert _is_static_loop(*loop("", "T", identity), consts)  # no trip count, never false: runs alike every time
+    assert not _is_static_loop(*loop("", "t", identity), consts)  # a computed entry condition: a while loop
     assert not _is_static_loop(*loop("N", "c", identity), consts)  # a computed first condition
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["i"], ["c_out"])]), consts)
-    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["c_in"], ["other"]),
-                                              helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
+    # a condition computed from the iteration number or the previous condition alone runs alike every time
+    assert _is_static_loop(*loop("N", "", [helper.make_node("Not", ["c_in"], ["c_out"])]), consts)
+    assert _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["i"], ["c_out"])]), consts)
+    assert not _is_static_loop(*loop("N", "", [helper.make_node("Identity", ["x"], ["c_out"])]), consts)  # an input
+
+
+def _counter_loop(data_dependent: bool) -> onnx.ModelProto:
+    """An RNN-style Loop: a carried step counter k, tested `k + 1 < 5` (or `k + 1 < round(sum(x))`)."""
+    body = helper.make_graph([
+        helper.make_node("Add", ["k_in", "one"], ["k_out"]),
+        helper.make_node("Less", ["k_out", "bound" if data_dependent else "five"], ["c_out"]),
+        helper.make_node("Add", ["h_in", "x_sum"], ["h_out"]),
+    ], "steps", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("k_in", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("k_out", TensorProto.INT64, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [])])
+    graph = helper.make_graph([
+        helper.make_node("ReduceSum", ["x"], ["x_sum"], keepdims=0),
+        helper.make_node("Round", ["x_sum"], ["x_round"]),
+        helper.make_node("Cast", ["x_round"], ["bound"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["limit", "", "zero", "zero_f"], ["k_last", "y"], body=body, name="Loop_steps"),
+    ], "steps", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("limit", TensorProto.INT64, [], [100]),
+                     helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+                     helper.make_tensor("one", TensorProto.INT64, [], [1]),
+                     helper.make_tensor("five", TensorProto.INT64, [], [5]),
+                     helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_step_counter_against_a_constant_is_a_static_loop_and_no_boundary(tmp_path):
+    cov = GraphCoverage(_save(_counter_loop(data_dependent=False), tmp_path))
+    assert cov.sites == [Site("Loop_steps", "Loop", "", static=True)] and requirements(cov.sites) == []
+    path = cov.trace({"x": np.array([[2.0]], np.float32)})
+    # the last test compares 5 with 5: a counter reaching its bound is no decision boundary
+    assert path.trips == {"Loop_steps": [5]} and path.margin == float("inf") and not path.capped
+    (tmp_path / "dd").mkdir()
+    varying = GraphCoverage(_save(_counter_loop(data_dependent=True), tmp_path / "dd"))
+    assert varying.sites == [Site("Loop_steps", "Loop", "", static=False)]
+    assert varying.trace({"x": np.array([[3.0]], np.float32)}).trips == {"Loop_steps": [3]}
 
 
 def test_has_control_flow_looks_into_subgraphs(tmp_path):
@@ -592,3 +633,47 @@ def test_with_a_probe_the_path_recorded_at_export_is_the_cases_path_not_the_grap
     assert [c["path"] for c in rep.cases] == [{**recorded[i], "source": "recorded at export"} for i in (0, 1)]
     assert rep.coverage["loop ran once"] == ["case0"] and rep.coverage["branch scaled"] == ["case1"]
     assert set(rep.graph_paths) == {"case0", "case1"}  # measured all the same, shown beside the probe's
+
+
+def _capped_doubling(limit: int = 3) -> onnx.ModelProto:
+    """h = x doubled while h < 10, at most `limit` times (a tf.while_loop with maximum_iterations)."""
+    body = helper.make_graph([
+        helper.make_node("Mul", ["h_in", "two"], ["h_out"]),
+        helper.make_node("ReduceMax", ["h_out"], ["top"], keepdims=0),
+        helper.make_node("Less", ["top", "ten"], ["c_out"]),
+    ], "doubling", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                    helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                    helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, None)])
+    graph = helper.make_graph([
+        helper.make_node("ReduceMax", ["x"], ["top0"], keepdims=0),
+        helper.make_node("Less", ["top0", "ten"], ["enter"]),
+        helper.make_node("Loop", ["limit", "enter", "x"], ["y"], body=body, name="Loop_cap"),
+    ], "capped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[helper.make_tensor("limit", TensorProto.INT64, [], [limit]),
+                     helper.make_tensor("ten", TensorProto.FLOAT, [], [10.0]),
+                     helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("x,trips,capped", [
+    (0.0, 3, True),     # 0 doubled stays below 10: only the limit stops it
+    (0.5, 3, True),     # 1, 2, 4: still below 10 when the limit stops it
+    (1.5, 3, False),    # 3, 6, 12: its own condition ends it on the last allowed iteration
+    (3.0, 2, False),    # 6, 12
+    (20.0, 0, False),   # never enters
+])
+def test_a_loop_that_runs_into_its_trip_count_limit_is_capped(tmp_path, x, trips, capped):
+    cov = GraphCoverage(_save(_capped_doubling(), tmp_path))
+    path = cov.trace({"x": np.array([[x]], np.float32)})
+    assert path.trips == {"Loop_cap": [trips]}
+    assert path.capped == (["Loop_cap"] if capped else [])
+    site = cov.sites[0]
+    # a capped run reaches no count class: it did not end on its own
+    assert path.hits(site) == (set() if capped else {"0" if trips == 0 else "1" if trips == 1 else "many"})
+    data = path.to_json()
+    assert data.get("capped", False) is capped and data.get("capped_loops", []) == path.capped
+    # the instrumented copy computes what the model computes
+    assert float(cov.session.run(["y"], {"x": np.array([[x]], np.float32)})[0][0, 0]) == x * 2 ** trips

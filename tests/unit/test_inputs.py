@@ -259,3 +259,39 @@ def test_limit_messages_give_mib_and_rows(tmp_path):
 def test_load_npz_validates_arrays_already_read_without_reading_the_file_again(tmp_path):
     case = inputs.load_npz(tmp_path / "gone.npz", SPEC, dict(GOOD))
     assert case.name == "user:gone.npz" and case.kind == "user" and sorted(case.feed) == ["k", "x"]
+
+
+def test_random_values_keep_each_inputs_dtype_and_range():
+    spec = ModelSpec("ids", "a:b", "s", (TensorSig("ids", (None, 5), "int32", range=(3, 7)),
+                                         TensorSig("flag", (None, 2), "bool"),
+                                         TensorSig("w", (None, 4), "float64", range=(-2.0, -1.0)),
+                                         TensorSig("x", (None, 3))), (TensorSig("y", (None, 1)),))
+    for case in inputs.random_cases(spec):
+        ids, flag, w, x = (case.feed[k] for k in ("ids", "flag", "w", "x"))
+        assert ids.dtype == np.int32 and ids.min() >= 3 and ids.max() < 7
+        assert flag.dtype == np.bool_ and w.dtype == np.float64 and x.dtype == np.float32
+        assert w.min() >= -2.0 and w.max() < -1.0 and x.min() >= 0.0 and x.max() < 1.0
+        inputs.validate_feed(spec, case.feed, case.name)  # what the random cases make, the check takes
+    ids = np.concatenate([c.feed["ids"].ravel() for c in inputs.random_cases(spec, (200,))])
+    assert set(ids.tolist()) == {3, 4, 5, 6}  # every id of the range, and only those
+    # the seed models' inputs keep their bits: uniform [0, 1) float32, drawn as before ranges existed
+    rng = np.random.default_rng([inputs.INPUT_SEED, 2])
+    assert np.array_equal(inputs.random_cases(spec, (2,))[0].feed["ids"],
+                          rng.integers(3, 7, size=(2, 5), dtype=np.int32))
+
+
+def test_an_integer_input_without_a_range_cannot_be_drawn():
+    spec = ModelSpec("ids", "a:b", "s", (TensorSig("ids", (None, 5), "int64"),), (TensorSig("y", (None, 1)),))
+    with pytest.raises(InputError, match=r"^input 'ids' is int64 and has no range; declare "):
+        inputs.random_cases(spec)
+
+
+@pytest.mark.parametrize("values,ok", [([[3, 6]], True), ([[2, 6]], False), ([[3, 7]], False)])
+def test_integer_inputs_outside_their_range_are_refused(values, ok):
+    spec = ModelSpec("ids", "a:b", "s", (TensorSig("ids", (None, 2), "int32", range=(3, 7)),), (TensorSig("y", (None,)),))
+    feed = {"ids": np.array(values, np.int32)}
+    if ok:
+        inputs.validate_feed(spec, feed, "mine.npz")
+        return
+    with pytest.raises(InputError, match=r"^mine.npz: 'ids' holds values in \[\d, \d\], outside its range \[3, 7\)$"):
+        inputs.validate_feed(spec, feed, "mine.npz")

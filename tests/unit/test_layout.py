@@ -642,3 +642,42 @@ def test_write_text_writes_utf8_whatever_the_locale(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert path.read_bytes() == "caf\u00e9 \u2713".encode()
+
+
+def test_a_deployment_format_the_converter_could_not_make_is_not_required(tmp_path):
+    folder, card = _folder(tmp_path)
+    (folder / layout.TFLITE).unlink()
+    card = {**card, "files": layout.hash_tree(folder)}
+    _sign(folder, card)
+    with pytest.raises(ArtifactError, match=f"^toy: card.json does not list {layout.TFLITE}; {re.escape(FIX)}$"):
+        layout.check_files(folder, "toy", layout.read_card(folder, "toy"))  # not said why: still required
+    card["formats"] = {"litert": {"status": "unsupported", "reason": "'tf.MatrixDeterminant' op is neither ..."}}
+    _sign(folder, card)
+    checked = layout.read_card(folder, "toy")
+    layout.check_files(folder, "toy", checked)
+    assert layout.format_state(checked, "litert") == card["formats"]["litert"]
+    assert layout.format_state({"files": {}}, "litert") == {"status": "ok"}  # a card that says nothing: made
+
+
+@pytest.mark.parametrize("formats", [
+    [], {"coreml": {"status": "ok"}}, {"litert": {"status": "fine"}}, {"litert": "ok"},
+    {"litert": {"status": "unsupported", "reason": 3}}, {"litert": {"status": "ok", "static_batch": 2}},
+])
+def test_formats_of_the_wrong_shape_are_refused(tmp_path, formats):
+    folder, card = _folder(tmp_path)
+    _sign(folder, {**card, "formats": formats})
+    with pytest.raises(ArtifactError, match=r"^toy: card.json field .*formats.* must be "):
+        layout.read_card(folder, "toy")
+
+
+def test_the_card_gives_each_input_the_range_the_export_took_from_the_model():
+    from tf_parity_export.models import ModelSpec, TensorSig
+    from tf_parity_export.verify.verifier import with_card_ranges
+
+    spec = ModelSpec("t", "a:b", "s", (TensorSig("ids", (None, 3), "int32"), TensorSig("x", (None, 2), range=(0, 2))),
+                     (TensorSig("y", (None, 1)),))
+    card = {"signature": {"inputs": [{"name": "ids", "range": [0, 1000]}, {"name": "x", "range": [5, 6]}]}}
+    got = with_card_ranges(spec, card)
+    assert got.inputs[0].range == (0, 1000) and got.inputs[1].range == (0, 2)  # a declared range stands
+    for bad in ([0], [3, 3], ["0", 9], None):
+        assert with_card_ranges(spec, {"signature": {"inputs": [{"name": "ids", "range": bad}]}}).inputs[0].range is None

@@ -506,7 +506,7 @@ def test_slim_counts_every_rewrite():
     before = _doubling_loop(5, 4)
     after, counts = _slimmed(before)
     assert counts == {"noop_reshape": 0, "matmul_to_gemm": 0, "constant_condition": 0, "trip_count_test": 1,
-                      "l2_norm": 0}
+                      "loop_invariant": 0, "l2_norm": 0}
     _same_function(before, after, {"x": np.array([3.0], np.float32)})
 
 
@@ -707,3 +707,75 @@ def test_gemm_rewrites_counted_past_matmuls_that_do_not_qualify():
             "x3": np.ones((2, 2, 4), np.float32)}
     for w, g in zip(_run(before, feed), _run(after, feed)):
         np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+# --- values a Loop carries through unchanged -----------------------------------------------------
+
+def _carrying_loop(weight_out: str = "w_in", graph_output_w: bool = False, scan_w: bool = False):
+    """h = h @ w, three times, with w carried through the loop (as tf2onnx passes a while_loop's
+    captured weights): the body returns `weight_out` for it (its own input: unchanged)."""
+    body_nodes = [helper.make_node("MatMul", ["h_in", "w_in"], ["h_out"]),
+                  helper.make_node("Identity", ["c_in"], ["c_out"]),
+                  helper.make_node("Mul", ["w_in", "half"], ["w_half"])]
+    outputs = [helper.make_tensor_value_info("c_out", B, []), helper.make_tensor_value_info("h_out", F, None),
+               helper.make_tensor_value_info(weight_out, F, None)]
+    if scan_w:
+        outputs.append(helper.make_tensor_value_info("w_in", F, None))
+    body = helper.make_graph(body_nodes, "body", [helper.make_tensor_value_info("i", I64, []),
+                                                  helper.make_tensor_value_info("c_in", B, []),
+                                                  helper.make_tensor_value_info("h_in", F, None),
+                                                  helper.make_tensor_value_info("w_in", F, None)], outputs)
+    loop_outs = ["h", "w_last"] + (["w_scan"] if scan_w else [])
+    nodes = [helper.make_node("Loop", ["three", "", "x", "w"], loop_outs, body=body, name="Loop_0"),
+             helper.make_node("Add", ["w_last", "one"], ["w_plus"]),
+             helper.make_node("MatMul", ["h", "w_plus"], ["y"])]
+    outs = [helper.make_tensor_value_info("y", F, [1, 2])]
+    if graph_output_w:
+        outs.append(helper.make_tensor_value_info("w_last", F, [2, 2]))
+    if scan_w:
+        outs.append(helper.make_tensor_value_info("w_scan", F, [3, 2, 2]))
+    return _model(nodes, [helper.make_tensor_value_info("x", F, [1, 2])], outs,
+                  [_const("three", np.int64(3)), _const("w", np.array([[0.5, 1.0], [-1.0, 2.0]], np.float32)),
+                   _const("one", np.float32(1.0)), _const("half", np.float32(0.5))])
+
+
+def test_a_value_carried_unchanged_is_read_from_outside_the_loop():
+    before = _carrying_loop()
+    after = type(before)()
+    after.CopyFrom(before)
+    assert slim.read_loop_invariants(after.graph) == 1
+    loop = after.graph.node[0]
+    body = loop.attribute[0].g
+    assert list(loop.input) == ["three", "", "x"] and list(loop.output) == ["h"]
+    assert [v.name for v in body.input] == ["i", "c_in", "h_in"] and [v.name for v in body.output] == ["c_out", "h_out"]
+    assert list(body.node[0].input) == ["h_in", "w"] and list(body.node[2].input) == ["w", "half"]  # reads renamed
+    assert list(after.graph.node[1].input) == ["w", "one"]  # the Loop's final copy of w, read after it
+    onnx.checker.check_model(after, full_check=True)
+    _same_function(before, after, {"x": np.array([[1.0, -2.0]], np.float32)})
+
+
+@pytest.mark.parametrize("case", ["changed", "graph_output", "scan_output"])
+def test_a_carried_value_is_kept_where_it_changes_or_is_seen_outside(case):
+    model = _carrying_loop(weight_out="w_half" if case == "changed" else "w_in",
+                           graph_output_w=case == "graph_output", scan_w=case == "scan_output")
+    before = type(model)()
+    before.CopyFrom(model)
+    assert slim.read_loop_invariants(model.graph) == 0
+    assert model == before
+
+
+def test_loop_invariants_are_read_from_outside_at_any_depth():
+    inner = _carrying_loop()
+    outer_body = helper.make_graph(
+        [*inner.graph.node, helper.make_node("Identity", ["c_in0"], ["c_out0"])], "outer_body",
+        [helper.make_tensor_value_info("j", I64, []), helper.make_tensor_value_info("c_in0", B, []),
+         helper.make_tensor_value_info("x", F, [1, 2])],
+        [helper.make_tensor_value_info("c_out0", B, []), helper.make_tensor_value_info("y", F, [1, 2])],
+        initializer=list(inner.graph.initializer))
+    model = _model([helper.make_node("Loop", ["two", "", "x0"], ["y0"], body=outer_body)],
+                   [helper.make_tensor_value_info("x0", F, [1, 2])], [helper.make_tensor_value_info("y0", F, [1, 2])],
+                   [_const("two", np.int64(2))])
+    before = type(model)()
+    before.CopyFrom(model)
+    assert slim.slim(model)["loop_invariant"] == 1
+    _same_function(before, model, {"x0": np.array([[0.25, 1.0]], np.float32)})

@@ -229,7 +229,7 @@ def test_each_failure_kind_is_listed_in_order():
     assert data["passed"] is False and data["checks"][1] == {"check": "bad", "passed": False, "detail": "why"}
     assert data["results"][1] == {"runtime": "a", "case": "c2", "status": "error", "reason": "E: x", "outputs": []}
     assert set(data) == {"model", "passed", "error", "reference", "runtimes", "precision", "cases", "coverage",
-                         "allow_uncovered", "graph_coverage", "checks", "results"}
+                         "allow_uncovered", "insensitive", "allow_insensitive", "graph_coverage", "checks", "results"}
     assert data["graph_coverage"] == {"nodes": [], "cases": {}} and data["allow_uncovered"] is False
     rep.allow_uncovered = True  # missing coverage is reported, not failed; every other finding still fails
     assert rep.failures({"c"}) == ["m: structure check bad failed: why", "m/b: error: boom", "m/c: unavailable: no",
@@ -316,9 +316,12 @@ def test_a_reduced_runtime_outside_the_tolerance_is_measured_not_failed(tmp_path
     assert rep.failures() == ["toy/ort_cpu: case case1: output 'y' max abs error 0.5, max rel 0.2 at [1, 2] "
                               "exceeds atol=1e-05 and rtol=1e-05 (1 of 8 elements out of tolerance)"]
     p = rep.precision["ort_cpu_noopt"]
+    scale = {k: p.pop(k) for k in ("worst_scale_error", "min_cosine", "min_snr_db")}
     assert p == {"mode": "tf32", "exact": False, "computes_in": "tf32", "atol": 1e-5, "rtol": 1e-5,
                  "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.2, "worst_case": "case1", "worst_output": "y",
                  "worst_index": [1, 2], "tightest_atol": 0.5, "tightest_rtol": 0.2}
+    assert 0 < scale["worst_scale_error"] < 1 and 0.99 < scale["min_cosine"] < 1 and 0 < scale["min_snr_db"] < 100
+    p.update(scale)
     assert rep.precision["ort_cpu"]["exact"] is True and rep.precision["ort_cpu"]["mode"] == "fp32"
     assert rep.to_json()["precision"] == rep.precision
 
@@ -363,7 +366,11 @@ def test_precision_summary_reports_the_worst_counted_error_and_the_tightest_tole
     p = precision_summary("ort_cpu", "", results, 1e-5, 2e-5)
     assert p == {"mode": "fp32", "exact": True, "computes_in": "fp32", "atol": 1e-5, "rtol": 2e-5,
                  "within_tolerance": False, "max_abs": 0.5, "max_rel": 0.125, "worst_case": "a", "worst_output": "y",
-                 "worst_index": [0], "tightest_atol": 0.5, "tightest_rtol": 0.125}
+                 "worst_index": [0], "tightest_atol": 0.5, "tightest_rtol": 0.125,
+                 # the worst over counted outputs, each against its own scale: b 0.25 / 2, a 0.5 / 8
+                 "worst_scale_error": 0.125, "min_cosine": pytest.approx(min(
+                     (1 + 2 * 2.25) / np.sqrt(5 * (1 + 2.25**2)), (4 * 4.5 + 64) / np.sqrt(80 * (4.5**2 + 64)))),
+                 "min_snr_db": pytest.approx(10 * np.log10(5 / 0.0625))}
     within = precision_summary("ort_cuda_tf32", "bf16", results[:1] + results[2:], 1e-5, 2e-5)
     assert within["within_tolerance"] is True and within["computes_in"] == "bf16" and within["max_abs"] == 0.25
     assert precision_summary("openvino_default", "", [], 1e-5, 1e-5)["computes_in"] == "unknown"

@@ -35,8 +35,10 @@ class Unavailable(Exception):
 
 
 class Unsupported(Exception):
-    """The runtime cannot take this model or case (e.g. beyond the browser's memory); the message says why.
-    Reported as `unsupported: <reason>`, failing the run only where the runtime is required."""
+    """A deployment runtime (LiteRT, OpenVINO, Node, the browser) cannot take this model or case: its
+    converter or compiler refused it (the message is the tool's reason), or a case is beyond what it can
+    hold (the browser's page). Reported apart from mismatches; it fails the run only where the runtime is
+    required."""
 
 
 class Closable(Protocol):
@@ -107,6 +109,7 @@ class Subject:
     folder: Path
     model: Any  # None when TensorFlow is not installed
     scope: RunScope = field(default_factory=RunScope)
+    card: dict[str, Any] = field(default_factory=dict)  # the folder's checked card.json
 
 
 Loader = Callable[[Subject], Runtime]

@@ -28,11 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError
-
 from .. import deadline, interrupt
 from ..layout import ONNX
-from .base import Subject, Unavailable
+from .base import Subject, Unavailable, Unsupported
 from .tensors import from_wire, to_wire
 
 # The Node project sits in the repository beside the Python packages; set
@@ -229,7 +227,7 @@ def load(subject: Subject) -> NodeRuntime:
     try:
         reply, _ = _get_server().request({"model": str(model)})
     except NodeError as e:  # node died loading it
-        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime-node ({e})") from None
+        raise Unsupported(f"onnxruntime-node died loading {ONNX}: {e}") from None
     if "error" in reply:
-        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime-node ({reply['error']})")
+        raise Unsupported(f"onnxruntime-node cannot load {ONNX}: {reply['error']}")
     return NodeRuntime(model)

@@ -59,12 +59,51 @@ def _run_node(node: Any, results: dict[str, Any], free: Iterable[str]) -> None:
         results.pop(name, None)
 
 
+def _stacking_loop() -> type:
+    """onnx's reference `Loop`, with its scan outputs stacked along a new first axis.
+
+    onnx 1.23's Loop joins the per-iteration values of a scan output with
+    `np.vstack`, which stacks 1-D values but concatenates 2-D and larger ones
+    along their own first axis: a Keras GRU unrolled by tf2onnx into a Loop
+    emits a [batch, units] value per time step, and the evaluator returned
+    [steps * batch, units] where ONNX Runtime, OpenVINO and the spec's
+    pseudocode give [steps, batch, units]. Each value gets its new axis before
+    `np.vstack` sees it (and a scalar's extra axis is dropped after).
+    """
+    from onnx.reference.ops.op_loop import Loop as ReferenceLoop
+
+    class Loop(ReferenceLoop):  # the class name is the op type it replaces
+        op_domain = ""
+
+        def __init__(self, onnx_node: Any, run_params: dict[str, Any]) -> None:
+            super().__init__(onnx_node, run_params)
+            run_body, self._scalar_scans = self._run_body, set()
+
+            def stacked(*args: Any, **kwargs: Any) -> list[Any]:
+                outputs = list(run_body(*args, **kwargs))
+                for k in range(len(outputs) - self.K, len(outputs)) if self.K else ():
+                    if np.ndim(outputs[k]) == 0:
+                        self._scalar_scans.add(k - (len(outputs) - self.K))
+                    outputs[k] = np.expand_dims(outputs[k], 0)
+                return outputs
+
+            self._run_body = stacked
+
+        def _run(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+            results = list(super()._run(*args, **kwargs))
+            for k in self._scalar_scans:  # vstack made [steps, 1] of the [1]-shaped scalars
+                results[self.N + k] = results[self.N + k].reshape(-1)
+            return tuple(results)
+
+    return Loop
+
+
 def load(subject: Subject) -> FnRuntime:
     import onnx
     from onnx.reference import ReferenceEvaluator
 
     try:
-        evaluator = ReferenceEvaluator(onnx.load(str(subject.folder / ONNX)))
+        evaluator = ReferenceEvaluator(onnx.load(str(subject.folder / ONNX)), new_ops=[_stacking_loop()])
     except Exception as e:  # onnx raises DecodeError and others for bad files
         raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be parsed ({type(e).__name__})") from None
     outputs = list(evaluator.output_names)

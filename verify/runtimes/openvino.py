@@ -13,12 +13,12 @@ from functools import partial
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError
+from tf_parity_export.models.errors import first_reason
 
 from .. import deadline
 from ..deadline import Stuck
 from ..layout import ONNX
-from .base import FnRuntime, Subject, Unavailable
+from .base import FnRuntime, Subject, Unavailable, Unsupported
 
 INSTALL = "pip install 'tf-parity-export[openvino]'"
 DEVICE = "CPU"
@@ -42,9 +42,8 @@ def load(subject: Subject, name: str, hint: str | None) -> FnRuntime:
     config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
     try:
         compiled = _core().compile_model(str(subject.folder / ONNX), DEVICE, config)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be compiled by OpenVINO ({first})") from None
+    except RuntimeError as e:  # e.g. a tf2onnx Loop it cannot compile: the file is valid, OpenVINO lacks it
+        raise Unsupported(f"OpenVINO cannot compile {ONNX}: {first_reason(e)}") from None
     chosen = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16", "f16"
     chosen = _PRECISIONS.get(chosen, chosen)
     request = compiled.create_infer_request()

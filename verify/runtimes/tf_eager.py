@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tf_parity_export.models.spec import call_model, named_outputs
+
 from .base import FnRuntime, Subject, require_model, to_numpy
 
 
@@ -11,9 +13,6 @@ def load(subject: Subject) -> FnRuntime:
     outputs = [t.name for t in spec.outputs]
 
     def infer(feed):
-        args = [feed[n] for n in inputs]
-        result = model(args[0] if len(args) == 1 else args)
-        result = result if isinstance(result, (list, tuple)) else [result]
-        return to_numpy(dict(zip(outputs, result, strict=True)))
+        return to_numpy(named_outputs(call_model(model, spec, [feed[n] for n in inputs]), outputs))
 
     return FnRuntime("tf_eager", infer)

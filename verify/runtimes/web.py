@@ -37,8 +37,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tf_parity_export.models import ArtifactError
-
 from .. import deadline, interrupt
 from ..layout import ONNX
 from .base import Subject, Unavailable, Unsupported
@@ -396,7 +394,7 @@ def load(subject: Subject) -> WebRuntime:
     try:
         key = browser.load(subject.folder / ONNX)
     except PageError as e:
-        raise ArtifactError(f"{subject.spec.name}: {ONNX} cannot be loaded by onnxruntime-web in Chromium ({e})") from None
+        raise Unsupported(f"onnxruntime-web in Chromium cannot load {ONNX}: {e}") from None
     return WebRuntime(browser, key)
 
 

@@ -1,1 +1,1 @@
-BtotalJ|C‹A
+BtotalJ}C‹A

@@ -1,1 +1,1 @@
-BtotalJÆ.ƒA
+BtotalJÄ.ƒA

@@ -1,1 +1,1 @@
-BtotalJРур?
+BtotalJЙур?

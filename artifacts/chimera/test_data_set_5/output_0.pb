@@ -1,1 +1,1 @@
-BtotalJÿ7cA
+BtotalJø7cA

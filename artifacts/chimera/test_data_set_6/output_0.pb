@@ -1,1 +1,1 @@
-BtotalJºÍø?
+BtotalJ¸Íø?

@@ -1,1 +1,1 @@
-BtotalJHòsA
+BtotalJFòsA

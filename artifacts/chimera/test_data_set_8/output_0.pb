@@ -1,1 +1,1 @@
-BtotalJZ/ê?
+BtotalJ[/ê?

@@ -1,1 +1,1 @@
-BtotalJ¨+A
+BtotalJ¨+A

@@ -1,1 +1,1 @@
-BtotalJë„TA
+BtotalJê„TA

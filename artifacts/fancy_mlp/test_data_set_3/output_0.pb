@@ -1,1 +1,1 @@
-BtotalJûÔ7A
+BtotalJùÔ7A

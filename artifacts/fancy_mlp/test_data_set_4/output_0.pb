@@ -1,1 +1,1 @@
-BtotalJod»?
+BtotalJxd»?

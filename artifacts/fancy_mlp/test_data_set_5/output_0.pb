@@ -1,1 +1,1 @@
-BtotalJºgA
+BtotalJÀgA

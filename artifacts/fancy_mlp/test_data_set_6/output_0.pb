@@ -1,1 +1,1 @@
-BtotalJdšï?
+BtotalJhšï?
