@@ -582,7 +582,8 @@ class _Search:
             return None
         for site, target in self.needs:
             key = (site.label, target)
-            if target in path.hits(site) and path.margin >= BOUNDARY_MARGIN:
+            # a case that drives a loop into its cap is reported apart by the verifier: it covers nothing
+            if target in path.hits(site) and path.margin >= BOUNDARY_MARGIN and not path.capped:
                 score = min(path.margin, 1.0)
                 if key not in self.best or score > self.best[key][0] + 1e-12:
                     self.best[key] = (score, feed)
@@ -686,7 +687,7 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
             path = cov.trace(feed)
         except DeadlineExceeded:  # the verifier reports this case apart
             continue
-        if path.margin >= BOUNDARY_MARGIN:
+        if path.margin >= BOUNDARY_MARGIN and not path.capped:
             search.done |= {(s.label, t) for s, t in needs if t in path.hits(s)}
     rng = np.random.default_rng(seed)
 
