@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from conftest import resign_folder
 from test_plugins import SPEC_HEAD, fake_distribution, run
-from tf_parity_export.models import MODELS, PluginError, get_spec, plugins
+from tf_parity_export.models import MODELS, get_spec, plugins
+from tf_parity_export.models.errors import ExportError
 from tf_parity_export.verify import layout, verify_models
 
 
@@ -109,7 +110,7 @@ def test_a_plugin_builder_that_exits_or_interrupts_is_one_line(monkeypatch, tmp_
     spec = dataclasses.replace(get_spec("mlp"), name="quits", builder=builder)
     monkeypatch.setitem(MODELS, spec.name, spec)
     monkeypatch.setitem(plugins.ORIGINS, spec.name, plugins.Origin(spec.name, "tests:SPEC", "test-plugin 1.0"))
-    with pytest.raises(PluginError) as e:
+    with pytest.raises(ExportError) as e:
         export_models(["quits"], tmp_path / "a", verify=False)
     assert str(e.value) == (f"quits (plugin entry point 'quits' (tests:SPEC) of distribution test-plugin 1.0): "
                             f"builder {builder} raised {kind}")
