@@ -61,7 +61,7 @@ def main() -> None:
                     print(f"{name}  {rows:>11,} rows  {mib:7.0f} MiB  FAILED after {time.perf_counter() - start:.1f} s: "
                           f"{type(e).__name__}: {str(e).splitlines()[0][:160]}", flush=True)
                     break
-                browser_pids = interrupt.family(interrupt.mentioning(str(browser.home.path)))
+                browser_pids = interrupt.family(interrupt.mentioning(f"{browser.home.path}{os.sep}"))
                 print(f"{name}  {rows:>11,} rows  {mib:7.0f} MiB  ok in {time.perf_counter() - start:5.1f} s  "
                       f"browser peak {peak_mib(browser_pids)} MiB  ({', '.join(f'{k}={v.reshape(-1)[:1]}' for k, v in out.items())})",
                       flush=True)

@@ -335,7 +335,8 @@ class Browser:
         the run's end (`close`) stops the driver and the server."""
         if not self.stopped:
             self.stopped = "the browser was stopped"
-        pids = interrupt.family(interrupt.mentioning(str(self.home.path)))
+        # With the separator: its profile is inside the home folder, and no other folder's name is then taken for it.
+        pids = interrupt.family(interrupt.mentioning(f"{self.home.path}{os.sep}"))
         interrupt.kill(pids)
         end = time.monotonic() + KILL_WAIT_S
         while interrupt.alive(pids) and time.monotonic() < end:
