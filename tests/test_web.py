@@ -369,3 +369,34 @@ def test_a_case_beyond_the_page_limit_is_unsupported_up_front(artifacts, monkeyp
     assert rep.failures({"ort_web"}) == [f"mlp/ort_web: {state}"]
     text = table(Report([rep], set(), 0.0, {}))
     assert f"mlp/ort_web: {state}" in text.splitlines()
+
+
+def test_a_home_folder_whose_browser_still_writes_is_removed_or_left_signed_for_the_sweep(short_tmpdir, monkeypatch):
+    """A browser process on its way out writes a file right after a removal pass: removal goes round again,
+    and a folder that will not go keeps its signed lock file, so that the next run's sweep takes it."""
+    import shutil
+    import tempfile
+
+    from tf_parity_export.verify.runtimes import browser_home
+
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmpdir))
+    real_rmtree, late = shutil.rmtree, []
+
+    def rmtree_then_written(path, *args, **kwargs):  # the late write, right after each pass over the profile
+        real_rmtree(path, *args, **kwargs)
+        if late and late.pop():
+            Path(path).mkdir()
+            (Path(path) / "Network Persistent State").write_text("{}")
+
+    monkeypatch.setattr(browser_home.shutil, "rmtree", rmtree_then_written)
+    for passes_written, passes in ((1, browser_home.REMOVE_PASSES), (2, 2)):
+        monkeypatch.setattr(browser_home, "REMOVE_PASSES", passes)
+        home = browser_home.BrowserHome()
+        late[:] = [True] * passes_written
+        home.remove()
+        if passes_written < passes:
+            assert not home.path.exists()
+        else:  # written after every pass: left, signed and no longer locked, for the next sweep
+            assert sorted(p.name for p in home.path.iterdir()) == [browser_home.LOCK, "profile"]
+            assert (home.path / browser_home.LOCK).read_bytes() == browser_home.SIGNATURE
+            assert browser_home.sweep(short_tmpdir) == [home.path] and not home.path.exists()

@@ -14,14 +14,17 @@ if its name has the prefix and its `owner.lock` says it is one of these.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 PREFIX = "tf-parity-browser-"
 LOCK = "owner.lock"
+REMOVE_PASSES = 5
 # The lock file's whole content; written only once the lock is held, so a folder
 # being set up (no content yet) is never taken for a dead run's.
 SIGNATURE = b"tf-parity-export browser home; removed when its run ends\n"
@@ -86,9 +89,30 @@ class BrowserHome:
             raise
 
     def remove(self) -> None:
-        """Delete the folder (safe to call twice)."""
+        """Delete the folder (safe to call twice), its lock file last.
+
+        A browser process that was still on its way out may write a file after a
+        first pass; a few passes follow, and a folder that still will not go keeps
+        a signed lock file (no longer locked), so the next run's sweep removes it."""
         if self._fd is None:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
+        for _ in range(REMOVE_PASSES):
+            try:
+                rest = [p for p in self.path.iterdir() if p.name != LOCK]
+            except FileNotFoundError:
+                break
+            for entry in rest:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            try:
+                (self.path / LOCK).unlink(missing_ok=True)
+                self.path.rmdir()
+                break
+            except OSError:  # a file came back: sign the folder again, and go round
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK).write_bytes(SIGNATURE)
+            time.sleep(0.1)
         os.close(self._fd)
         self._fd = None
