@@ -9,7 +9,7 @@ from typing import Callable
 from tf_parity_export.models import UserError
 from tf_parity_export.models.errors import ExportError
 from tf_parity_export.models.text import shown
-from tf_parity_export.verify import Report, layout, verify_models
+from tf_parity_export.verify import Report, deadline, layout, verify_models
 from tf_parity_export.verify.verifier import environment
 from tf_parity_export.verify.runtimes import RUNTIMES, RunScope, warm_up
 
@@ -56,6 +56,7 @@ def export_models(
     specs = [layout.resolve_spec(n) for n in names]
     out = Path(out)
     check_opset(opset)  # before anything is written
+    deadline.seconds()  # so is a bad $TF_PARITY_DEADLINE
     env = environment()
     results = []
     failed: dict[str, str] = {}

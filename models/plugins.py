@@ -47,6 +47,10 @@ RESERVED_NAMES = frozenset({
     "card.json", "saved_model", "model.onnx", "model.tflite", "model.weights.h5", "cases.npz",
 })
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+# What plugin code may raise that is the plugin's failure. `sys.exit()` and a KeyboardInterrupt
+# raised by the code itself are too: the console scripts take the real Ctrl-C as a signal on
+# another thread (verify/interrupt.py), so it never arrives here as an exception.
+PLUGIN_FAULTS = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def load(registry: dict[str, ModelSpec]) -> None:
         except PluginError as e:
             ERRORS.append((ep.name, f"plugin {origin}: {e}"))
             continue
-        except Exception as e:  # importing someone else's module may raise anything
+        except PLUGIN_FAULTS as e:  # importing someone else's module may raise anything
             ERRORS.append((ep.name, f"plugin {origin}: cannot be loaded ({type(e).__name__}: {_first_line(e)})"))
             continue
         for spec in specs:
@@ -133,7 +137,7 @@ def _specs(obj: Any, ep_name: str) -> list[ModelSpec]:
         raise PluginError(f"names a {type(obj).__name__}, not a ModelSpec or a callable returning ModelSpecs")
     try:
         result = obj()
-    except Exception as e:
+    except PLUGIN_FAULTS as e:
         raise PluginError(f"calling it raised {type(e).__name__}: {_first_line(e)}") from None
     items = [result] if isinstance(result, ModelSpec) else result
     if not isinstance(items, Iterable) or isinstance(items, (str, bytes)):
@@ -212,7 +216,7 @@ def build_checked(spec: ModelSpec, seed: int | None = None) -> Any:
         return spec.build(seed)
     try:
         model = spec.build(seed)
-    except Exception as e:
+    except PLUGIN_FAULTS as e:
         raise PluginError(f"{spec.name} (plugin {where}): builder {spec.builder} raised "
                           f"{type(e).__name__}: {_first_line(e)}") from None
     import keras
@@ -291,7 +295,7 @@ def check_outputs(spec: ModelSpec, fn: Any) -> None:
     label = f"{spec.name} (plugin {where})" if where else spec.name
     try:
         outputs = fn.get_concrete_function().structured_outputs
-    except Exception as e:
+    except PLUGIN_FAULTS as e:
         if where is None:
             raise
         raise PluginError(f"{label}: the serving function cannot be traced on the declared inputs "

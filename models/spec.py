@@ -83,9 +83,19 @@ class ModelSpec:
     source: Any = None
 
     def build(self, seed: int | None = None) -> Any:
-        """Build the Keras model with deterministic weights (imports TensorFlow)."""
+        """Build the Keras model with deterministic weights (imports TensorFlow).
+
+        Every build goes through here. The builder runs with a private Python
+        `random` for this thread (models/randomness.py): Keras seeds weights
+        through the global one, which other threads (the browser's warm-up)
+        may draw from at the same time.
+        """
+        from .randomness import own_random
+
         builder = self.builder if callable(self.builder) else _resolve(self.builder)
-        return builder(self.seed if seed is None else seed)
+        seed = self.seed if seed is None else seed
+        with own_random(seed):
+            return builder(seed)
 
     def input_signature(self, batch: int | None = None) -> list[Any]:
         """The `tf.TensorSpec`s of the serving signature (`batch`: a fixed batch size instead of None)."""

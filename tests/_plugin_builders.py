@@ -40,3 +40,13 @@ class MalformedProbe:
 
 def malformed_probe(model):
     return MalformedProbe(model)
+
+
+def exits(seed):
+    import sys
+
+    sys.exit(5)
+
+
+def interrupts(seed):
+    raise KeyboardInterrupt

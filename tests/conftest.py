@@ -45,6 +45,18 @@ def tf_free_python(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def short_tmpdir():
+    """An empty folder with a short path, to be a run's TMPDIR (Chromium's socket path inside it must stay
+    under 108 bytes, which pytest's own temporary folders are too deep for)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="tfp-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def copy_of(artifacts: Path, tmp_path: Path):
     """A private copy of the session artifacts, for tests that damage files."""
     import shutil

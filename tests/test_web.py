@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from _processes import HAS_PROC, Interrupted, alive, cmdline, descendants, interrupt, litter
 from conftest import resign_folder
 from tf_parity_export.models import MODELS, get_spec
 from tf_parity_export.verify import layout, verify_models
@@ -67,7 +69,8 @@ def test_ort_web_catches_a_planted_mismatch(copy_of):
 
 @needs_browser
 def test_a_model_the_page_cannot_load_is_one_line_naming_it(copy_of):
-    """An op onnxruntime-web does not know: one line with the model and the browser's message."""
+    """An op onnxruntime-web does not know: the browser cannot take the model (`unsupported`), one line with
+    the browser's message, failing the run where ort_web is required (named in --providers)."""
     root = copy_of("mlp")
     path = root / "mlp" / layout.ONNX
     model = onnx.load(str(path))
@@ -76,13 +79,14 @@ def test_a_model_the_page_cannot_load_is_one_line_naming_it(copy_of):
     _resign(root / "mlp")
     rep = verify_models(["mlp"], root, runtimes=["ort_web"])
     state = rep.models[0].runtimes["ort_web"]
-    assert state.startswith("error: mlp: model.onnx cannot be loaded by onnxruntime-web in Chromium (")
+    assert state.startswith("unsupported: onnxruntime-web in Chromium cannot load model.onnx: ")
     assert "NoSuchOp" in state and "\n" not in state
     assert f"mlp/ort_web: {state}" in rep.failures()
 
 
 def test_missing_browser_is_unavailable_with_how_to_install(artifacts, monkeypatch):
-    monkeypatch.setenv("TF_PARITY_CHROMIUM", str(artifacts / "no-such-chromium"))
+    monkeypatch.delenv("TF_PARITY_CHROMIUM", raising=False)
+    monkeypatch.setattr(web, "CHROMIUM_CANDIDATES", ("no-such-chromium-here",))
     rep = verify_models(["mlp"], artifacts, runtimes=["ort_cpu", "ort_web"])
     state = rep.models[0].runtimes["ort_web"]
     assert state.startswith("unavailable: ")
@@ -90,6 +94,22 @@ def test_missing_browser_is_unavailable_with_how_to_install(artifacts, monkeypat
         assert state == "unavailable: no Chromium found (run: apt-get install chromium, or set TF_PARITY_CHROMIUM " \
                         "to a Chromium binary)"
     assert rep.failures() == [f"mlp/ort_web: {state}"]  # named in --providers: unavailable fails the run
+
+
+@pytest.mark.parametrize("what", ["missing", "not executable", "a folder"])
+def test_a_chromium_setting_that_is_not_an_executable_says_exactly_that(artifacts, monkeypatch, tmp_path, what):
+    path = tmp_path / "chromium"
+    if what == "not executable":
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o644)
+    elif what == "a folder":
+        path.mkdir()
+    monkeypatch.setenv("TF_PARITY_CHROMIUM", str(path))
+    rep = verify_models(["mlp"], artifacts, runtimes=["ort_web"])
+    state = rep.models[0].runtimes["ort_web"]
+    if "Playwright" not in state:
+        assert state == (f"unavailable: TF_PARITY_CHROMIUM={path} is not an executable file (set it to a Chromium "
+                         "binary, or unset it to use the system's)")
 
 
 def test_file_server_is_loopback_only_on_an_ephemeral_port_and_serves_only_its_files(tmp_path):
@@ -112,45 +132,69 @@ def test_file_server_is_loopback_only_on_an_ephemeral_port_and_serves_only_its_f
             server.close()
 
 
-def _processes() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, state, name), from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-            found[int(entry.name)] = (int(ppid), state, name)
-    return found
+def _get(server: web.FileServer, path: str, host: str | None = None, method: str = "GET") -> int:
+    """The status the server answers for `path` sent exactly as given (no client-side normalisation)."""
+    port = server.httpd.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", f"127.0.0.1:{port}" if host is None else host)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
-def _descendants(root: int) -> dict[int, str]:
-    table = _processes()
-    family, grew = {root}, True
-    while grew:
-        grew = False
-        for pid, (ppid, _, _) in table.items():
-            if ppid in family and pid not in family:
-                family.add(pid)
-                grew = True
-    return {pid: table[pid][2] for pid in family - {root} if pid in table}
+def test_file_server_answers_only_its_own_host(tmp_path):
+    """DNS rebinding: a page of evil.example rebound to 127.0.0.1 sends its own host name; it gets nothing."""
+    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
+    server = web.FileServer()
+    try:
+        server.add("/models/m0/model.onnx", tmp_path / "model.onnx")
+        sink = server.expect("/io/t/out/0", 100)
+        port = server.httpd.server_address[1]
+        assert _get(server, "/models/m0/model.onnx") == 200
+        for host in ("evil.example", f"evil.example:{port}", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}",
+                     f"0.0.0.0:{port}", ""):
+            assert _get(server, "/models/m0/model.onnx", host) == 403, host
+            assert _get(server, "/io/t/out/0", host, "POST") == 403, host
+        assert sink.data is None
+    finally:
+        server.close()
 
 
-def _alive(pids: set[int]) -> dict[int, str]:
-    """Those of `pids` still running (a zombie has exited: it only waits for its parent to read its status)."""
-    table = _processes()
-    return {pid: table[pid][2] for pid in pids if pid in table and table[pid][1] != "Z"}
+@needs_browser
+def test_file_server_answers_no_other_path_under_the_onnxruntime_web_prefix():
+    """Exactly the routes it was given: every other file of onnxruntime-web's dist, and every spelling of `..`,
+    `.`, a doubled or trailing slash or another case, is 404; nothing is POSTed where no output is expected."""
+    routes = web.page_routes()
+    server = web.FileServer()
+    try:
+        for url, file in routes.items():
+            server.add(url, file)
+        served = [url for url in routes if url.startswith("/ort/")]
+        assert served and all(_get(server, url) == 200 for url in served)
+        others = [f"/ort/{f.name}" for f in web.ORT_DIST.iterdir() if f"/ort/{f.name}" not in routes]
+        assert len(others) > 10  # the dist holds many builds; only the WASM one is served
+        tricks = ["/ort/", "/ort", "/ort/../ort_runner.js", "/ort/./ort.wasm.min.js", "/ort//ort.wasm.min.js",
+                  "/ort/ort.wasm.min.js/", "/ort/%2e%2e/ort_runner.js", "/ort/..%2f..%2fpackage.json",
+                  "/ort/../../package.json", "/ort/../../../onnxruntime-node/package.json", "/ort/ORT.WASM.MIN.JS",
+                  "/ort/ort.wasm.min.js%00", "/./ort/ort.wasm.min.js", "//ort/ort.wasm.min.js"]
+        for path in others + tricks:
+            assert _get(server, path) == 404, path
+        for path in [*served, "/", "/io/x/out/0"]:
+            assert _get(server, path, method="POST") == 404, path
+    finally:
+        server.close()
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc (Linux)")
 def test_browser_is_stopped_when_the_run_ends(report):
     """The session's verification ran ort_web in this process: no browser or Playwright driver may be left
     behind (ort_node's Node process may: it is stopped at exit)."""
     left = []
-    for pid, name in _descendants(os.getpid()).items():
+    for pid, name in descendants(os.getpid()).items():
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -160,43 +204,43 @@ def test_browser_is_stopped_when_the_run_ends(report):
     assert not left
 
 
+# How a run is stopped from outside: Ctrl-C in a terminal (SIGINT to the whole process group),
+# `kill` (SIGTERM to Python only), and `timeout` (SIGTERM, relayed by timeout to its command).
+STOPS = {
+    "ctrl-c": (lambda proc: os.killpg(proc.pid, signal.SIGINT), 130),
+    "sigterm": (lambda proc: os.kill(proc.pid, signal.SIGTERM), 143),
+    "timeout": (lambda proc: os.kill(proc.pid, signal.SIGTERM), 143),
+}
+
+
+def stopped_within_5s_leaving_nothing(run: Interrupted, status: int, tmpdir: Path) -> None:
+    assert run.returncode == status, (run.returncode, run.err)
+    assert run.seconds < 5, f"took {run.seconds:.1f} s to stop"
+    assert "Traceback" not in run.err and "PASSED" not in run.out, run.err
+    assert not run.left, f"left running: {run.left}"
+    assert litter(tmpdir) == []  # the browser's profile and temporary files went with it
+
+
 @needs_browser
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
-@pytest.mark.parametrize("target", ["process group", "python"])
-def test_ctrl_c_leaves_no_browser_or_server_running(artifacts, target):
-    """Ctrl-C in a terminal signals the whole process group; `kill -INT` only Python. Neither leaves orphans."""
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("how", list(STOPS))
+def test_a_signal_mid_browser_run_stops_everything_within_5s(artifacts, short_tmpdir, how):
+    """Interrupted while the page runs models: the process exits at once (130 / 143), the browser, Playwright's
+    driver and Node go with it, and nothing of the browser is left in $TMPDIR."""
+    tmpdir = short_tmpdir
     command = [str(Path(sys.executable).with_name("verify-models")), "--all", "--artifacts", str(artifacts),
-               "--providers", "tf_eager,ort_web"]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: dict[int, str] = {}
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("chrom" in n for n in seen.values()):
-            assert proc.poll() is None, proc.communicate()
-            seen.update(_descendants(proc.pid))
-            time.sleep(0.05)
-        assert any("chrom" in n for n in seen.values()), "the browser never started"
-        time.sleep(0.3)  # into the run: pages loading, models running
-        seen.update(_descendants(proc.pid))
-        if target == "process group":
-            os.killpg(proc.pid, signal.SIGINT)
-        else:
-            os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode != 0 and "PASSED" not in out  # interrupted, not finished
-    assert "Traceback" not in err, err
-    deadline = time.monotonic() + 10  # the browser's own children exit a moment after it
-    while _alive(set(seen)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(set(seen)), f"left running after Ctrl-C: {_alive(set(seen))}"
+               "--providers", "tf_eager,ort_node,ort_web"]
+    if how == "timeout":
+        command = ["timeout", "600", *command]
+    send, status = STOPS[how]
+    page_up = lambda seen: any("--type=renderer" in cmdline(pid) for pid in seen)  # noqa: E731
+    run = interrupt(command, {**os.environ, "TMPDIR": str(tmpdir)}, page_up, 1.0, send)
+    assert any("chrom" in name for name in run.seen.values()) and any(n == "node" for n in run.seen.values())
+    stopped_within_5s_leaving_nothing(run, status, tmpdir)
 
 
 @needs_browser
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc (Linux)")
 def test_interrupt_mid_run_stops_browser_and_server_in_process(artifacts, monkeypatch):
     """KeyboardInterrupt in the middle of a model: the run's scope stops the browser and the server
     before the interrupt leaves verify_models (the process lives on, so nothing else could have)."""
@@ -221,10 +265,138 @@ def test_interrupt_mid_run_stops_browser_and_server_in_process(artifacts, monkey
     with pytest.raises(OSError):  # the server's socket is closed
         urllib.request.urlopen(browser.server.origin + "/", timeout=2)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any("chrom" in n for n in _descendants(os.getpid()).values()):
+    while time.monotonic() < deadline and any("chrom" in n for n in descendants(os.getpid()).values()):
         time.sleep(0.1)
-    assert not [n for n in _descendants(os.getpid()).values() if "chrom" in n]
+    assert not [n for n in descendants(os.getpid()).values() if "chrom" in n]
 
 
 def _resign(folder: Path) -> None:
     resign_folder(folder)
+
+
+@needs_browser
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc (Linux)")
+def test_a_page_that_fails_after_chromium_launched_leaves_nothing_running(tmp_path, monkeypatch):
+    """Chromium starts, then the page cannot come up (here: its script is missing): the runtime is unavailable
+    with the page's message, and the browser, Playwright's driver and the home folder are all gone."""
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "index.html").write_text("<!doctype html><title>no runner</title>")
+    (page / "ort_runner.js").write_text("")
+    monkeypatch.setattr(web, "PAGE_DIR", page)
+    before = set(descendants(os.getpid()))
+    browser = web.Browser()
+    try:
+        with pytest.raises(web.Unavailable, match="the browser did not start: .*ortRunner is not defined"):
+            browser.load(tmp_path / "model.onnx")
+        started = {pid: name for pid, name in descendants(os.getpid()).items() if pid not in before}
+        deadline = time.monotonic() + 10
+        while alive(set(started)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # the driver (node) and Chromium were started, and are gone without close() having been called
+        assert not alive(set(started)), f"left running: {alive(set(started))}"
+    finally:
+        browser.close()
+    assert not browser.home.path.exists()
+
+
+@needs_browser
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc (Linux)")
+def test_the_browser_lives_in_a_folder_of_its_own_and_dead_runs_folders_are_swept(artifacts, short_tmpdir,
+                                                                                  monkeypatch):
+    """Chromium's profile and TMPDIR are one folder this tool made, locked while its run lives and removed
+    with it; a later run removes the folders of dead runs (lock free) and nothing else."""
+    import fcntl
+    import tempfile
+
+    from tf_parity_export.verify.runtimes import browser_home
+
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmpdir))
+    dead = short_tmpdir / "tf-parity-browser-dead"
+    (dead / "profile").mkdir(parents=True)
+    (dead / "owner.lock").write_bytes(browser_home.SIGNATURE)
+    live = short_tmpdir / "tf-parity-browser-live"
+    live.mkdir()
+    (live / "owner.lock").write_bytes(browser_home.SIGNATURE)
+    held = os.open(live / "owner.lock", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # its run is alive
+    users = [short_tmpdir / "tf-parity-browser-mine", short_tmpdir / "tf-parity-browser-notes"]
+    users[0].mkdir()
+    (users[0] / "owner.lock").write_text("my own file\n")  # a user's folder: not our signature
+    users[1].write_text("a file, not a folder")
+    try:
+        browser = web.Browser()
+        try:
+            assert not dead.exists() and live.exists() and all(p.exists() for p in users)
+            home = browser.home.path
+            assert home.parent == short_tmpdir and home.name.startswith("tf-parity-browser-")
+            browser.load(artifacts / "mlp" / layout.ONNX)
+            chromium = [pid for pid in descendants(os.getpid()) if f"--user-data-dir={home}/profile" in cmdline(pid)]
+            assert chromium, "Chromium runs with its profile in the home folder"
+            made = sorted(p.name for p in home.iterdir())
+            # Chromium's temporary files and Playwright's driver's (their TMPDIR is the home folder) are in it too
+            assert "owner.lock" in made and "profile" in made, made
+            assert any(n.startswith("org.chromium.") for n in made) and any(n.startswith("playwright-") for n in made)
+            assert browser_home.sweep(short_tmpdir) == []  # its own run is alive: kept
+        finally:
+            browser.close()
+        assert not home.exists()
+        assert sorted(p.name for p in short_tmpdir.iterdir()) == ["tf-parity-browser-live", "tf-parity-browser-mine",
+                                                                  "tf-parity-browser-notes"]
+    finally:
+        os.close(held)
+
+
+@needs_browser
+def test_a_case_beyond_the_page_limit_is_unsupported_up_front(artifacts, monkeypatch):
+    """Said before the page is asked anything; the run fails on it only where ort_web is required."""
+    from tf_parity_export.verify.render import table
+    from tf_parity_export.verify.verifier import Report, verify_model
+
+    monkeypatch.setattr(web, "PAGE_LIMIT_MB", 400 / 2**20)  # 400 bytes: mlp's batch of 7 rows is 560
+    asked = []
+    real_call = web.Browser.call
+    monkeypatch.setattr(web.Browser, "call", lambda self, fn, *args: (asked.append(fn), real_call(self, fn, *args))[1])
+    spec = get_spec("mlp")
+    rep = verify_model(spec, artifacts / "mlp", ["ort_web"], required={})
+    state = rep.runtimes["ort_web"]
+    assert state == ("unsupported: a case of 0.00053 MB of input tensors exceeds the browser's limit of "
+                     "0.00038147 MB (onnxruntime-web's memory in one page)")
+    statuses = {r.case: r.status for r in rep.results}
+    assert statuses["random_b7"] == "unsupported" and statuses["random_b1"] == "passed"
+    assert asked.count("runFromServer") == 2  # batches of 1 and 2 rows ran; the 7 rows never reached the page
+    assert rep.failures() == []
+    assert rep.failures({"ort_web"}) == [f"mlp/ort_web: {state}"]
+    text = table(Report([rep], set(), 0.0, {}))
+    assert f"mlp/ort_web: {state}" in text.splitlines()
+
+
+def test_a_home_folder_whose_browser_still_writes_is_removed_or_left_signed_for_the_sweep(short_tmpdir, monkeypatch):
+    """A browser process on its way out writes a file right after a removal pass: removal goes round again,
+    and a folder that will not go keeps its signed lock file, so that the next run's sweep takes it."""
+    import shutil
+    import tempfile
+
+    from tf_parity_export.verify.runtimes import browser_home
+
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmpdir))
+    real_rmtree, late = shutil.rmtree, []
+
+    def rmtree_then_written(path, *args, **kwargs):  # the late write, right after each pass over the profile
+        real_rmtree(path, *args, **kwargs)
+        if late and late.pop():
+            Path(path).mkdir()
+            (Path(path) / "Network Persistent State").write_text("{}")
+
+    monkeypatch.setattr(browser_home.shutil, "rmtree", rmtree_then_written)
+    for passes_written, passes in ((1, browser_home.REMOVE_PASSES), (2, 2)):
+        monkeypatch.setattr(browser_home, "REMOVE_PASSES", passes)
+        home = browser_home.BrowserHome()
+        late[:] = [True] * passes_written
+        home.remove()
+        if passes_written < passes:
+            assert not home.path.exists()
+        else:  # written after every pass: left, signed and no longer locked, for the next sweep
+            assert sorted(p.name for p in home.path.iterdir()) == [browser_home.LOCK, "profile"]
+            assert (home.path / browser_home.LOCK).read_bytes() == browser_home.SIGNATURE
+            assert browser_home.sweep(short_tmpdir) == [home.path] and not home.path.exists()

@@ -28,6 +28,11 @@ REQUIRE_HELP = ("Runtimes that must run and agree even in a reduced-precision mo
 def run_and_exit(command: click.Command) -> None:
     """The console scripts' entry: run `command`, then end the process at once.
 
+    The command runs on a worker thread (verify/interrupt.py), so that
+    Ctrl-C and SIGTERM are taken at once whatever it is blocked in: the
+    browser, Node and every process the run started are stopped, and the
+    process exits with 130 (SIGINT) or 143 (SIGTERM).
+
     Once a run is over, Python's own finalization of TensorFlow, onnxruntime
     and OpenVINO (module teardown, C++ destructors) takes 0.8 s on this
     machine and does nothing a user needs. So after the command has finished
@@ -39,15 +44,21 @@ def run_and_exit(command: click.Command) -> None:
     import atexit
     import os
 
-    try:
-        command()
-    except SystemExit as e:  # click always ends this way, with the status
-        code = e.code
-    else:
-        code = 0
-    if isinstance(code, str):
-        click.echo(code, err=True)
-        code = 1
+    from . import interrupt
+
+    def status() -> int:
+        try:
+            command()
+        except SystemExit as e:  # click always ends this way, with the status
+            code = e.code
+        else:
+            code = 0
+        if isinstance(code, str):
+            click.echo(code, err=True)
+            code = 1
+        return code or 0
+
+    code = interrupt.run(status)
     atexit._run_exitfuncs()  # what normal exit would run: the Node server's close, logging's flush
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -40,6 +40,7 @@ import numpy as np
 
 from tf_parity_export.models import ArtifactError, ModelSpec
 
+from .deadline import DeadlineExceeded, ort_run
 from .inputs import BOUNDARY_MARGIN  # relative operand distance below which a case is a boundary case
 # Loop iteration-count classes every data-dependent loop must show.
 LOOP_CLASSES = ("0", "1", "many")
@@ -405,7 +406,7 @@ class GraphCoverage:
 
     def trace(self, feed: dict[str, np.ndarray]) -> GraphPath:
         """The path one case (one batch) takes through every control-flow node."""
-        values = self.session.run(self.fetch, feed) if self.fetch else []
+        values = ort_run(self.session, self.fetch, feed, "its control-flow trace in onnxruntime") if self.fetch else []
         path = GraphPath()
         ends: dict[tuple[str, str], list[int]] = {}  # (Loop label, "limit" | "final") -> one value per execution
         for (index, kind, _), value in zip(self.extra, values, strict=True):
@@ -560,6 +561,7 @@ class _Search:
         self.closest: dict[tuple[str, str], tuple[float, dict[str, np.ndarray]]] = {}
         self.done: set[tuple[str, str]] = set()  # reached by cases the verifier runs anyway
         self.runs = 0
+        self.stopped = ""  # why the search stopped early
 
     def missing(self) -> list[tuple[Site, str]]:
         return [(s, t) for s, t in self.needs if (s.label, t) not in self.best and (s.label, t) not in self.done]
@@ -574,6 +576,9 @@ class _Search:
         self.runs += 1
         try:
             path = self.cov.trace(feed)
+        except DeadlineExceeded as e:  # a loop that never ends on this input: stop searching, or each costs a deadline
+            self.stopped, self.budget = str(e), self.runs
+            return None
         except Exception:  # an input the graph cannot run is no candidate
             return None
         for site, target in self.needs:
@@ -679,7 +684,10 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
         return {}, []
     search = _Search(spec, cov, needs, budget)
     for feed in covered:
-        path = cov.trace(feed)
+        try:
+            path = cov.trace(feed)
+        except DeadlineExceeded:  # the verifier reports this case apart
+            continue
         if path.margin >= BOUNDARY_MARGIN and not path.capped:
             search.done |= {(s.label, t) for s, t in needs if t in path.hits(s)}
     rng = np.random.default_rng(seed)
@@ -711,4 +719,5 @@ def find_covering_inputs(spec: ModelSpec, onnx_path: Path, covered: Iterable[dic
         feed = search.best.get((site.label, target), (0, None))[1]
         if feed is not None and (site.label, target) not in search.done and not any(f is feed for f in cases.values()):
             cases[f"cover_{site.node}_{target}"] = feed
-    return cases, [requirement_name(s, t) for s, t in search.missing()]
+    why = f" (search stopped: {search.stopped})" if search.stopped else ""
+    return cases, [requirement_name(s, t) + why for s, t in search.missing()]

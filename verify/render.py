@@ -8,7 +8,7 @@ from tf_parity_export.models import UserError
 
 from .coverage import report_lines as graph_coverage_lines
 from .layout import check_target, write_json, write_text
-from .verifier import APART, STORED, ModelReport, Report, insensitive_line
+from .verifier import APART, STORED, UNFINISHED, ModelReport, Report, insensitive_line
 
 
 def _cell(m: ModelReport, runtime: str) -> str:
@@ -77,6 +77,9 @@ def table(report: Report, tolerances: bool = False) -> str:
                 p = c["path"]
                 notes.append(f"{m.model} boundary case {c['name']}: a tested norm is within {p['margin']:.1e} "
                              "(relative) of its threshold; reported, not counted as a pass")
+            elif c["kind"] == UNFINISHED:
+                notes.append(f"{m.model} case {c['name']}: {c['reason']}: run on no runtime (each would hang), "
+                             "not counted")
             elif c["kind"] == "capped" and "norm_before_loop" in c["path"]:
                 notes.append(f"{m.model} loop-cap case {c['name']}: the norm entering the loop is "
                              f"{c['path']['norm_before_loop']:.3g}, so the loop stopped at its "

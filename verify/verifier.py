@@ -19,8 +19,9 @@ from tf_parity_export.models import ArtifactError, InputError, ModelSpec, UserEr
 from tf_parity_export.models.errors import first_reason
 from tf_parity_export.models.plugins import make_probe_checked, path_problem, trace_path
 
-from . import layout
+from . import deadline, layout
 from .compare import OutputComparison, compare_output
+from .deadline import DeadlineExceeded, Stuck
 from .inputs import BOUNDARY_MARGIN, Case, load_npz, random_cases, read_npz, validate_feed
 from .runtimes import EXACT, REFERENCE, RUNTIMES, RunScope, Subject, Unavailable, Unsupported, mode, warm_up
 from .structure import Check, onnx_checks
@@ -31,6 +32,10 @@ REPORT_SCHEMA = "tf-parity-report/1"
 # on a decision boundary (float rounding may take either side), or driving a
 # loop to its iteration cap (the seed's loop would never end on that input).
 APART = {"boundary": "boundary", "capped": "loop_cap"}
+# A case whose control-flow trace in onnxruntime ran past the deadline (a loop that
+# never ends on it): reported with the reason, run on no runtime (each would hang too).
+UNFINISHED = "deadline"
+UNSUPPORTED = "unsupported"  # a case the runtime cannot take (its reason says why); the runtime's state says so too
 # A row-wise model (every output keeps the batch dimension) runs a large batch
 # in chunks of this many rows, so memory does not grow with the batch.
 CHUNK_ROWS = 1 << 16
@@ -65,7 +70,8 @@ class CaseResult:
 class ModelReport:
     model: str
     reference: str = ""
-    runtimes: dict[str, str] = field(default_factory=dict)  # name -> "ran" | "unavailable: ..." | "error: ..."
+    # name -> "ran" | "unavailable: ..." | "unsupported: ..." | "error: ..."
+    runtimes: dict[str, str] = field(default_factory=dict)
     cases: list[dict[str, Any]] = field(default_factory=list)
     results: list[CaseResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
@@ -104,11 +110,14 @@ class ModelReport:
         if not self.allow_uncovered:
             lines += [f"{self.model}: no input covers '{need}' (coverage; --allow-uncovered to accept)"
                       for need, hits in self.coverage.items() if not hits]
-        counted = [c for c in self.cases if c["kind"] not in APART]
-        if self.cases and not counted and self.results:
-            kinds = sorted({APART[c["kind"]] for c in self.cases})
+        uncounted = {**APART, UNFINISHED: UNFINISHED}
+        counted = [c for c in self.cases if c["kind"] not in uncounted]
+        if self.cases and not counted and (self.results or any(c["kind"] == UNFINISHED for c in self.cases)):
+            kinds = sorted({uncounted[c["kind"]] for c in self.cases})
+            advice = ("give inputs on which the model finishes" if kinds == [UNFINISHED]
+                      else "give inputs away from the thresholds")
             lines.append(f"{self.model}: no case was compared: all {len(self.cases)} are {' or '.join(kinds)} "
-                         "cases, reported but not counted; give inputs away from the thresholds")
+                         f"cases, reported but not counted; {advice}")
         return lines
 
     def to_json(self, required: set[str] = frozenset()) -> dict[str, Any]:
@@ -267,8 +276,12 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         return report
 
     try:
-        _measure_graph_coverage(report, folder, cases)
-        report.cases = _case_paths(spec, model, cases, stored, report)
+        unfinished = _measure_graph_coverage(report, folder, cases)
+        report.cases = [{"name": case.name, "kind": UNFINISHED, "reason": unfinished[case.name],
+                         "batch": int(next(iter(case.feed.values())).shape[0])} for case in cases
+                        if case.name in unfinished]
+        cases = [c for c in cases if c.name not in unfinished]
+        report.cases += _case_paths(spec, model, cases, stored, report)
     except UserError as e:  # a plugin's probe that fails or returns a malformed path, too
         report.error = str(e)
         return report
@@ -282,8 +295,12 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
     subject = Subject(spec, folder, model, scope, card)
     if model is not None:
         reference = RUNTIMES[REFERENCE](subject)
-        expected = {case.name: infer(spec, reference, case.feed) for case in cases}
-        report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
+        try:
+            expected = {case.name: infer(spec, reference, case.feed) for case in cases}
+            report.checks.append(_stored_outputs_check(spec, stored, reference, expected, cases))
+        except (DeadlineExceeded, Stuck) as e:
+            report.error = f"{spec.name}: the reference: {e}"
+            return report
     else:
         expected = {s.case.name: s.expected for s in stored}
     extra = [s for s in stored if s.case.name not in {c.name for c in cases}]
@@ -301,7 +318,7 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         except Unsupported as e:
             report.runtimes[name] = f"unsupported: {e}"
             continue
-        except UserError as e:
+        except (UserError, DeadlineExceeded) as e:
             report.runtimes[name] = f"error: {e}"
             continue
         except Exception as e:  # a runtime that fails to load is that runtime's finding, never the run's end
@@ -315,6 +332,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         for r in results:
             if measured_only and r.status == "failed":
                 r.status = "measured"
+            if r.status == UNSUPPORTED and report.runtimes[name] == "ran":  # the first case it could not take
+                report.runtimes[name] = f"unsupported: {r.reason}"
         report.results += results
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
     from .localize import localize_model
@@ -365,7 +384,7 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
     could not be compared at all (an error, a wrong shape or a NaN).
     """
     numeric_mode = mode(name)
-    counted = [(r.case, o) for r in results if r.status not in (*APART.values(), "error") for o in r.outputs]
+    counted = [(r.case, o) for r in results if r.status not in (*APART.values(), "error", UNSUPPORTED) for o in r.outputs]
     comparable = counted and all(r.status != "error" for r in results) and all(np.isfinite(o.max_abs) for _, o in counted)
     worst_case, worst = max(counted, key=lambda co: co[1].max_abs) if comparable else (None, None)
     max_rel = max(o.max_rel for _, o in counted) if comparable else None
@@ -375,7 +394,7 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
         "computes_in": computes_in or (numeric_mode if numeric_mode != "auto" else "unknown"),
         "atol": atol,
         "rtol": rtol,
-        "within_tolerance": all(r.status in ("passed", *APART.values()) for r in results),
+        "within_tolerance": all(r.status in ("passed", *APART.values(), UNSUPPORTED) for r in results),
         "max_abs": worst.max_abs if worst is not None else None,
         "max_rel": max_rel,
         "worst_case": worst_case,
@@ -390,20 +409,27 @@ def precision_summary(name: str, computes_in: str, results: list[CaseResult], at
     }
 
 
-def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]) -> None:
+def _measure_graph_coverage(report: ModelReport, folder: Path, cases: list[Case]) -> dict[str, str]:
     """Generic control-flow coverage (verify/coverage.py): the path every case
-    takes through model.onnx's If and Loop nodes, measured in onnxruntime."""
+    takes through model.onnx's If and Loop nodes, measured in onnxruntime.
+
+    Returns the cases whose trace ran past the deadline, each with the reason:
+    a loop that never ends on that input, in every runtime."""
     from .coverage import GraphCoverage, has_control_flow
 
     if not has_control_flow(folder / layout.ONNX):
-        return
+        return {}
     graph = GraphCoverage(folder / layout.ONNX, report.model)
     report.graph_sites = graph.sites
+    unfinished = {}
     for case in cases:
         try:
             report.graph_paths[case.name] = graph.trace(case.feed)
+        except DeadlineExceeded as e:
+            unfinished[case.name] = f"{e}; a loop that never ends on this input"
         except Exception:  # onnxruntime failing on this input: the ONNX runtimes report it as a finding
             continue
+    return unfinished
 
 
 def _insensitive(spec: ModelSpec, counted: list[dict[str, np.ndarray]], stored: list[dict[str, np.ndarray]],
@@ -492,6 +518,8 @@ def _run_case(spec: ModelSpec, runtime: Any, case: Case, expected: dict[str, np.
     """Run one case; `apart` is the status of a case reported but not counted (see APART)."""
     try:
         got = infer(spec, runtime, case.feed)
+    except Unsupported as e:  # beyond what this runtime can take: said up front, not a failure unless required
+        return CaseResult(runtime.name, case.name, UNSUPPORTED, reason=str(e))
     except Exception as e:  # a runtime failing on valid input is a finding, not a crash
         return CaseResult(runtime.name, case.name, "error", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     outputs = [compare_output(t.name, expected[t.name], got.get(t.name), atol, spec.rtol,
@@ -563,6 +591,7 @@ def verify_models(
     from tf_parity_export.models.lazy_tf import tensorflow_available
 
     start = time.perf_counter()
+    deadline.seconds()  # a bad $TF_PARITY_DEADLINE is one line now, not an error per call
     specs = [layout.resolve_spec(n, artifacts) for n in names]
     require = dict(require or {})
     chosen = list(RUNTIMES) if runtimes is None else list(runtimes)

@@ -633,3 +633,77 @@ def test_a_runtime_object_without_checks_or_precision_is_reported_as_its_mode(tm
     assert rep.failures() == [] and [c.name for c in rep.checks] == [
         "onnx_inputs", "onnx_outputs", "onnx_control_flow", "onnx_checker"]
     assert rep.precision["ort_node"]["computes_in"] == "fp32"
+
+
+def _endless(threshold: float) -> onnx.ModelProto:
+    """y = x * 1e38, halved while max|y| > threshold, with no trip-count cap. With threshold 1 a finite
+    input ends unless a product overflows to infinity (infinity halved stays infinite); with -1 none ends."""
+    body = helper.make_graph(
+        [helper.make_node("Div", ["h", "two"], ["h2"]), helper.make_node("Abs", ["h2"], ["a"]),
+         helper.make_node("ReduceMax", ["a"], ["m"], keepdims=0), helper.make_node("Greater", ["m", "limit"], ["c"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []), helper.make_tensor_value_info("h", F, None)],
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("h2", F, None)])
+    nodes = [helper.make_node("Mul", ["x", "big"], ["h0"]), helper.make_node("Abs", ["h0"], ["a0"]),
+             helper.make_node("ReduceMax", ["a0"], ["m0"], keepdims=0), helper.make_node("Greater", ["m0", "limit"], ["go"]),
+             helper.make_node("Loop", ["", "go", "h0"], ["y"], body=body)]
+    inits = [numpy_helper.from_array(np.float32(v), n) for n, v in (("big", 1e38), ("two", 2), ("limit", threshold))]
+    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", F, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", F, ["batch", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_case_whose_trace_passes_the_deadline_is_reported_apart_and_run_nowhere(tmp_path, monkeypatch):
+    """case0 (-4 * 1e38 = -inf in float32) never ends; case1 (at most 3 * 1e38) does."""
+    import onnxruntime as ort
+
+    monkeypatch.setenv("TF_PARITY_DEADLINE", "0.5")
+    model = _endless(1.0)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    folder = _folder(tmp_path, model, expected={0: np.zeros((1, 4), np.float32), 1: session.run(None, {"x": FEEDS[1]})[0]})
+    rep = _verify(folder)
+    rep.allow_uncovered = True  # the loop's 0 and 1 trip counts are not what this is about
+    [unfinished] = [c for c in rep.cases if c["kind"] == "deadline"]
+    assert unfinished["name"] == "case0" and unfinished["reason"] == (
+        "its control-flow trace in onnxruntime did not finish within the deadline of 0.5 s (set TF_PARITY_DEADLINE="
+        "SECONDS to change it); a loop that never ends on this input")
+    assert [(r.runtime, r.case, r.status) for r in rep.results] == [("ort_cpu", "case1", "passed"),
+                                                                  ("onnx_reference", "case1", "passed")]
+    assert rep.failures() == []
+
+
+def test_when_every_case_passes_the_deadline_nothing_was_compared_and_that_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_PARITY_DEADLINE", "0.3")
+    rep = _verify(_folder(tmp_path, _endless(-1.0)))
+    rep.allow_uncovered = True
+    assert [c["kind"] for c in rep.cases] == ["deadline", "deadline"] and rep.results == []
+    assert rep.failures() == ["toy: no case was compared: all 2 are deadline cases, reported but not counted; "
+                              "give inputs on which the model finishes"]
+
+
+def test_a_case_a_runtime_cannot_take_is_unsupported_and_fails_only_where_required(tmp_path, monkeypatch):
+    """The browser says a case is beyond its page up front (Unsupported): that case is `unsupported`, the
+    runtime's state says why, its other cases are compared, and only requiring it fails the run."""
+    from tf_parity_export.verify import runtimes
+    from tf_parity_export.verify.runtimes.base import FnRuntime, Unsupported
+
+    def load(subject):
+        ort_cpu = runtimes.RUNTIMES["ort_cpu"](subject)
+
+        def infer(feed):
+            if len(feed["x"]) > 1:
+                raise Unsupported("a case of 2 rows exceeds this runtime's limit of 1 row")
+            return ort_cpu.infer(feed)
+
+        return FnRuntime("ort_web", infer, bounded=infer)
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "ort_web", load)
+    rep = _verify(_folder(tmp_path), runtimes=("ort_web",))
+    state = "unsupported: a case of 2 rows exceeds this runtime's limit of 1 row"
+    assert rep.runtimes == {"ort_web": state}
+    assert [(r.case, r.status, r.reason) for r in rep.results] == [
+        ("case0", "passed", ""), ("case1", "unsupported", state.removeprefix("unsupported: "))]
+    assert rep.failures() == [] and rep.failures({"ort_web"}) == [f"toy/ort_web: {state}"]
+    assert rep.precision["ort_web"]["within_tolerance"] and rep.precision["ort_web"]["max_abs"] == 0.0

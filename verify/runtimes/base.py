@@ -11,6 +11,8 @@ import numpy as np
 
 from tf_parity_export.models import ModelSpec
 
+from ..deadline import OnThread
+
 
 class Runtime(Protocol):
     """Something that runs an artifact: named numpy inputs in, named numpy outputs out."""
@@ -33,9 +35,10 @@ class Unavailable(Exception):
 
 
 class Unsupported(Exception):
-    """A deployment runtime (LiteRT, OpenVINO, Node, the browser) cannot take this model: its
-    converter or compiler refused it (the message is the tool's reason). Reported apart from
-    mismatches; it fails the run only where the runtime is required."""
+    """A deployment runtime (LiteRT, OpenVINO, Node, the browser) cannot take this model or case: its
+    converter or compiler refused it (the message is the tool's reason), or a case is beyond what it can
+    hold (the browser's page). Reported apart from mismatches; it fails the run only where the runtime is
+    required."""
 
 
 class Closable(Protocol):
@@ -119,14 +122,29 @@ class FnRuntime:
     `checks` are structure checks the loader made on what it loaded (the
     verifier adds them to the report); `precision` says what the device
     actually computes in, where the runtime's mode leaves it to the device.
+
+    Every `infer` call is bounded by the deadline (verify/deadline.py):
+    `bounded` is the call made with the runtime's own way to stop (onnxruntime's
+    terminate flag, OpenVINO's cancel); without one, `fn` runs on a worker thread
+    that is abandoned at the deadline. `fn` itself is the plain call, which
+    `--bench` times once a bounded call has shown the input finishes.
     """
 
     name: str
     fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     checks: list[Any] = field(default_factory=list)
     precision: str = ""
+    bounded: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+
+    def __post_init__(self) -> None:
+        self._on_thread = OnThread(self.name) if self.bounded is None else None
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.bounded is not None:
+            return self.bounded(feed)
+        return self._on_thread(lambda: self.fn(feed))
+
+    def unbounded(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.fn(feed)
 
 

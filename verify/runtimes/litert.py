@@ -6,9 +6,11 @@ import warnings
 
 import numpy as np
 
+from tf_parity_export.models import ArtifactError
 from tf_parity_export.models.errors import first_reason
 from tf_parity_export.models.lazy_tf import quiet_stderr
 
+from ..deadline import OnThread
 from ..layout import SERVING_SIGNATURE, TFLITE, format_state
 from ..structure import tflite_checks
 from .base import FnRuntime, Subject, Unavailable, Unsupported
@@ -46,8 +48,12 @@ def load(subject: Subject, preserve_all_tensors: bool = False) -> FnRuntime:
     if SERVING_SIGNATURE not in signatures:
         return FnRuntime("litert", _missing_signature, checks)
     runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
-    with quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on first run
-        runner(**{t.name: np.zeros((1, *t.shape[1:]), t.dtype) for t in spec.inputs})
+    try:  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on first run; a failure is one line below
+        with quiet_stderr(replay=False):
+            OnThread("litert")(lambda: runner(**{t.name: np.zeros((1, *t.shape[1:]), t.dtype) for t in spec.inputs}))
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:  # e.g. a signature that is not the spec's
+        raise ArtifactError(f"{spec.name}: {TFLITE} cannot run its {SERVING_SIGNATURE!r} signature on the "
+                            f"declared inputs in LiteRT ({first_reason(e)})") from None
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # The runner resizes the dynamic batch itself; copy out of the interpreter's buffers.

@@ -15,6 +15,7 @@ from typing import Any
 
 from tf_parity_export.models import ArtifactError
 
+from ..deadline import ort_run
 from ..layout import ONNX
 from .base import FnRuntime, Subject, Unavailable
 
@@ -68,7 +69,8 @@ def load(subject: Subject, providers: list[tuple[str, dict[str, str]]], optimize
     if session.get_providers()[0] != provider:
         raise Unavailable(f"{provider} could not be initialised (session fell back to {session.get_providers()})")
     outputs = [o.name for o in session.get_outputs()]
-    return FnRuntime(name, lambda feed: dict(zip(outputs, session.run(outputs, feed), strict=True)))
+    return FnRuntime(name, lambda feed: dict(zip(outputs, session.run(outputs, feed), strict=True)),
+                     bounded=lambda feed: dict(zip(outputs, ort_run(session, outputs, feed, name), strict=True)))
 
 
 def _entry(name: str, *providers: tuple[str, dict[str, str]], optimize: bool = True) -> tuple[str, Any]:

@@ -15,6 +15,8 @@ import numpy as np
 
 from tf_parity_export.models.errors import first_reason
 
+from .. import deadline
+from ..deadline import Stuck
 from ..layout import ONNX
 from .base import FnRuntime, Subject, Unavailable, Unsupported
 
@@ -51,7 +53,22 @@ def load(subject: Subject, name: str, hint: str | None) -> FnRuntime:
         result = request.infer(feed)
         return {n: np.array(result[o]) for n, o in outputs}  # copy: the request reuses its buffers
 
-    return FnRuntime(name, infer, precision=chosen)
+    stuck = []
+
+    def bounded(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if stuck:
+            raise Stuck(stuck[0])
+        limit = deadline.seconds()
+        request.start_async(feed)
+        if not request.wait_for(int(limit * 1000)):
+            request.cancel()  # taken between nodes: a loop that never ends may not notice
+            if not request.wait_for(1000):
+                stuck.append(f"{name}: a request that ran past the deadline of {limit:g} s is still running")
+                deadline.abandon(request, compiled)
+            raise deadline.DeadlineExceeded(name, limit)
+        return {n: np.array(request.get_tensor(o).data) for n, o in outputs}
+
+    return FnRuntime(name, infer, precision=chosen, bounded=bounded)
 
 
 LOADERS = {
