@@ -203,6 +203,9 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 @click.option("--require", "require_", metavar="RUNTIME[:ATOL],...", help=REQUIRE_HELP)
 @click.option("--tolerances", is_flag=True,
               help="Also print each runtime's tightest passing atol and rtol (they are always in the JSON).")
+@click.option("--install-node", is_flag=True, help="Install the Node project of the ort_node and ort_web runtimes "
+              "(onnxruntime-node and onnxruntime-web, pinned) into a per-user folder with npm, then exit: what a "
+              "non-editable install needs for them. Needs Node.js 18+ and npm.")
 @click.option("--bench", is_flag=True, help="Instead of verifying, time every runtime at batch 1 and 64 "
               "and print the speed-up over TF eager (with --json, also write it there).")
 @click.option("--allow-insensitive", is_flag=True, help=INSENSITIVE_HELP)
@@ -215,13 +218,20 @@ def finish(report: Any, json_path: Path | None, artifacts: Path | None, broken: 
 @user_errors
 def main(names: tuple[str, ...], all_: bool, artifacts: Path, json_path: Path | None,
          inputs: Path | None, providers: str | None, require_: str | None, tolerances: bool, bench: bool,
-         allow_insensitive: bool, allow_uncovered: bool, localize_: str | None) -> None:
+         install_node: bool, allow_insensitive: bool, allow_uncovered: bool, localize_: str | None) -> None:
     """Prove the exported artifacts compute what the Keras models compute.
 
     Runs the same inputs through TF eager (the reference), the tf.function,
     the reloaded SavedModel and ONNX runtimes, and compares every output.
     Exit 0: all agreed; 1: a mismatch or a bad artifact/input; 2: usage.
     """
+    if install_node:
+        from .runtimes.node_project import install
+
+        if names or all_:
+            raise click.UsageError("--install-node installs the Node project and exits; name no model with it")
+        click.echo(f"onnxruntime-node and onnxruntime-web installed in {install(lambda line: click.echo(line, err=True))}")
+        return
     chosen = resolve_names(pick_names(names, all_), artifacts, all_)
     runtimes = parse_providers(providers)
     require = parse_require(require_) if require_ else None

@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 
 from .. import deadline, interrupt
+from . import node_project
 from ..layout import ONNX
 from .base import Subject, Unavailable, Unsupported
 from .tensors import from_wire, to_wire
 
-# The Node project sits in the repository beside the Python packages; set
-# TF_PARITY_NODE_DIR to use another checkout of it.
-NODE_DIR = Path(os.environ.get("TF_PARITY_NODE_DIR", Path(__file__).resolve().parents[2] / "node"))
-INSTALL = "cd node && ONNXRUNTIME_NODE_INSTALL=skip npm ci"
+# Where the Node project is (verify/runtimes/node_project.py: TF_PARITY_NODE_DIR, a checkout's node/
+# after `npm ci`, or the per-user folder `verify-models --install-node` fills).
+NODE_DIR = node_project.node_dir()
+INSTALL = node_project.INSTALL
 # Node and onnxruntime-node start in about 0.1 s; a node that has not said it is ready by then will not.
 START_TIMEOUT_S = 30.0
 
