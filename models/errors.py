@@ -67,6 +67,10 @@ def first_reason(e: BaseException) -> str:
         op = re.match(r"^-- (\S+) with a message:$", line)  # OpenVINO names the op it failed on so
         if op:
             subject = f"{op.group(1)}: "
+        elif line.startswith("Model wasn't fully converted"):  # OpenVINO's header; its summary says why
+            continue
+        elif line.startswith("-- ") and not line.endswith(":"):  # "-- No conversion rule found for operations: Det-17"
+            return _one_line(subject + line[3:])
         elif not line.endswith(":"):
             return _one_line(subject + line)
     header = next((line for line in lines if not _BANNER.match(line)), "")

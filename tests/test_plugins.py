@@ -251,6 +251,8 @@ def venv(tmp_path_factory) -> Path:
     src.mkdir()
     for part in ("pyproject.toml", "README.md", "tf_parity_export", "models", "export", "verify"):
         (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, src / part)
+    # the Node project ships in the wheel (package-data); its node_modules is not part of it
+    shutil.copytree(ROOT / "node", src / "node", ignore=shutil.ignore_patterns("node_modules"))
     shutil.copytree(ROOT / "examples" / "my_plugin", root / "my_plugin")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "install", "-q",
                     "--no-deps", "--no-build-isolation", "--no-index", str(src), str(root / "my_plugin")],

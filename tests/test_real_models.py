@@ -62,6 +62,10 @@ def test_every_exported_model_agrees_on_every_onnx_runtime(real, name):
     m = _model(report, name)
     assert not m.failures(), m.failures()
     for runtime in ["tf_function", "saved_model", *ONNX_RUNTIMES]:
+        if (name, runtime) == ("determinant", "openvino"):  # a deployment runtime without the op: unsupported
+            assert m.runtimes[runtime] == ("unsupported: OpenVINO cannot compile model.onnx: "
+                                           "No conversion rule found for operations: Det-17"), m.runtimes[runtime]
+            continue
         assert m.runtimes[runtime] == "ran", (runtime, m.runtimes[runtime])
         counted = [r for r in m.results if r.runtime == runtime and r.status not in ("boundary", "loop_cap")]
         assert counted and all(r.status == "passed" for r in counted), (runtime, counted)
@@ -169,9 +173,15 @@ def test_export_models_takes_providers_and_require(tmp_path):
         patch.setitem(MODELS, "determinant", SPECS["determinant"])
         runner = CliRunner()
         args = ["determinant", "--out", str(tmp_path / "a")]
-        ok = runner.invoke(export_main, [*args, "--providers", "ort_cpu,openvino"])
+        ok = runner.invoke(export_main, [*args, "--providers", "ort_cpu,onnx_reference"])
         assert ok.exit_code == 0, ok.output
-        assert "litert" not in ok.output.split("\n\n")[0]  # only the runtimes asked for
+        header = next(line for line in ok.output.splitlines() if line.startswith("model "))
+        assert header.split() == ["model", "cases", "ort_cpu", "onnx_reference"]  # only the runtimes asked for
+        asked = runner.invoke(export_main, [*args, "--providers", "ort_cpu,openvino"])  # asked for: required
+        assert asked.exit_code == 1
+        assert [line for line in asked.output.splitlines() if line.startswith("error:")] == [
+            "error: determinant/openvino: unsupported: OpenVINO cannot compile model.onnx: "
+            "No conversion rule found for operations: Det-17"]
         required = runner.invoke(export_main, [*args, "--providers", "ort_cpu", "--require", "litert"])
         assert required.exit_code == 1
         errors = [line for line in required.output.splitlines() if line.startswith("error:")]

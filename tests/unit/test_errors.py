@@ -25,6 +25,10 @@ OPENVINO = ("Exception from src/inference/src/cpp/core.cpp:132:\nException from 
      "'tf.MatrixDeterminant' op is neither a custom op nor a flex op"),
     (OPENVINO, "Loop-17: The provided loop body graph canonical inputs size (7), does not match the sum of loop "
                "carried dependencies and two mandatory inputs (5)"),
+    ("Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at src/frontends/common_translators/"
+     "src/unconverted_ops_report.cpp:151:\nFrontEnd API failed with OpConversionFailure:\nModel wasn't fully "
+     "converted.\nSummary:\n-- No conversion rule found for operations: Det-17\n",
+     "No conversion rule found for operations: Det-17"),
     ("Traceback (most recent call last):\n  File \"x.py\", line 3, in f\nValueError: bad", "ValueError: bad"),
     ("all of it is a header:", "all of it is a header"),
     ("  spread\n over   lines  ", "spread"),

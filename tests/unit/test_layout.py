@@ -694,11 +694,12 @@ def _gone_pid() -> int:
 
 
 def test_write_text_never_replaces_what_is_not_a_regular_file(tmp_path):
-    """A symlink (to a file, to /dev/null, dangling), a FIFO (never opened: no hang) and a device stay."""
+    """A symlink (to a file, to a FIFO, dangling), a FIFO (never opened: no hang) and a device stay.
+    (No test points at /dev/null: a mutant of this check run as root once replaced the system's.)"""
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "target").write_text("the user's")
     (tmp_path / "link").symlink_to(tmp_path / "target")
-    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "null").symlink_to(tmp_path / "fifo")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for name, kind in (("fifo", "a FIFO"), ("link", "a symlink"), ("null", "a symlink"), ("dangling", "a symlink")):
         with pytest.raises(UserError) as info:
