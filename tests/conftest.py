@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from tf_parity_export.models import MODELS
 
 
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every registered model exported once (real TensorFlow and tf2onnx)."""
-    from tf_parity_export.export import export_models
-
-    out = tmp_path_factory.mktemp("artifacts")
-    export_models(list(MODELS), out, verify=False)
+def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder `make` fills, made once per test run. Under pytest-xdist every worker runs the
+    session fixtures: the first to get the lock makes the folder in the run's shared temporary
+    folder, the others wait for it and use it (both exporting would double the suite's slowest work)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        out = tmp_path_factory.mktemp(name)
+        make(out)
+        return out
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    out, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if `make` raises
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half way left it
+            out.mkdir()
+            make(out)
+            done.touch()
     return out
 
 
 @pytest.fixture(scope="session")
-def report(artifacts: Path):
-    """The verifier's report on those artifacts, on every runtime."""
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every registered model exported once (real TensorFlow and tf2onnx). Tests only read it (those
+    that damage files take a copy_of it)."""
+    from tf_parity_export.export import export_models
+
+    return _made_once(tmp_path_factory, "artifacts", lambda out: export_models(list(MODELS), out, verify=False))
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
+    """The verifier's report on those artifacts, on every runtime (made once per run, like them)."""
+    import pickle
+
     from tf_parity_export.verify import verify_models
 
-    return verify_models(list(MODELS), artifacts)
+    def make(folder: Path) -> None:
+        (folder / "report.pickle").write_bytes(pickle.dumps(verify_models(list(MODELS), artifacts)))
+
+    return pickle.loads((_made_once(tmp_path_factory, "report", make) / "report.pickle").read_bytes())
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +63,16 @@ def tf_free_python(tmp_path_factory) -> Path:
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    venv = tmp_path_factory.mktemp("tf-free") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-c", str(root / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
-                    "ai-edge-litert", "playwright"], check=True)
-    subprocess.run([*pip, "--no-deps", "-e", str(root)], check=True)
-    return venv / "bin"
+
+    def make(folder: Path) -> None:
+        venv = folder / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-c", str(root / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
+                        "ai-edge-litert", "playwright"], check=True)
+        subprocess.run([*pip, "--no-deps", "-e", str(root)], check=True)
+
+    return _made_once(tmp_path_factory, "tf-free", make) / "venv" / "bin"
 
 
 @pytest.fixture

@@ -154,9 +154,11 @@ def test_kill_9_at_several_points_never_tears_a_folder(tmp_path):
     subprocess.run([*EXPORT, "--all", "--opset", "13", "--no-verify", "--out", str(out)], check=True,
                    capture_output=True)
     names = list(MODELS)
+    # each run exports the model it is killed in and the next (the swap of one and the start of the other)
     points = [("writing", "mlp"), ("writing", "fancy_mlp"), ("swapped", "fancy_mlp"), ("writing", "chimera")]
     for when, name in points:
-        proc = subprocess.Popen([*EXPORT, "--all", "--no-verify", "--out", str(out)],
+        after = names[(names.index(name) + 1) % len(names)]
+        proc = subprocess.Popen([*EXPORT, name, after, "--no-verify", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if when == "writing":
@@ -169,8 +171,10 @@ def test_kill_9_at_several_points_never_tears_a_folder(tmp_path):
         visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         assert visible == sorted([*names, layout.INDEX]), (when, name)
         assert {_opset(out / n) for n in names} <= {13, 17}
-        report = verify_models(names, out, runtimes=["ort_cpu"])
-        assert report, (when, name, report.failures())
+        for n in names:  # every folder whole: each file listed, each hash as signed (raises otherwise)
+            layout.check_folder(out, n)
+    report = verify_models(names, out, runtimes=["ort_cpu"])  # and what the kills left computes the function
+    assert report, report.failures()
     assert _opset(out / "fancy_mlp") == 17  # the kill after its swap kept the new version
     subprocess.run([*EXPORT, "mlp", "--no-verify", "--out", str(out)], check=True, capture_output=True)
     assert [p.name for p in out.iterdir() if ".tmp-" in p.name] == []  # the next run cleans up what it recorded

@@ -304,6 +304,7 @@ def million_rows(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.scale  # a million rows: with the other scale tests, after the plain suite
 @pytest.mark.parametrize("name, runtime", [("fancy_mlp", "ort_cpu"), ("mlp", "onnx_reference")])
 def test_a_million_rows_pass_within_2_gb(artifacts, million_rows, name, runtime):
     """fancy_mlp sums 20 million float32 terms: onnxruntime adds them one by one (1e-4 from the

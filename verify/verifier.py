@@ -260,6 +260,9 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         card = layout.check_folder(folder.parent, folder.name)
         spec = with_card_ranges(spec, card)
         stored = read_sets(folder, spec, card)
+        # The folder is sound: start the browser and Node now, in the background, while the reference
+        # model is built (once per run; a run whose folders are all refused never starts them).
+        warm_up(scope, runtimes)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
                              "without it only the stored test data sets can be replayed")
@@ -308,6 +311,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                                       [s.expected for s in extra],
                                       [c.feed for c in cases if c.name not in apart] + [s.case.feed for s in extra])
     required = required or {}
+    from .localize.localizer import runtimes_to_localize
+
     loaded = {}  # kept for localization, which reruns a runtime as it was verified
     for name in runtimes:
         try:
@@ -336,6 +341,11 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
                 report.runtimes[name] = f"unsupported: {r.reason}"
         report.results += results
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
+        if name not in runtimes_to_localize({name: report.runtimes[name]}, results, localize):
+            # not to be localized: its session goes now, with the memory a large case made it hold
+            # (a million rows through every runtime, each kept, peaked at 3 GB)
+            del loaded[name]
+            runtime = None
     from .localize import localize_model
 
     report.localization = localize_model(report, subject, cases, expected, localize, repro_root, loaded)
@@ -606,7 +616,6 @@ def verify_models(
     with contextlib.ExitStack() as stack:
         if scope is None:  # one browser for every model; stopped here, also on Ctrl-C
             scope = stack.enter_context(RunScope())
-        warm_up(scope, chosen)  # the browser starts while the reference models are built
         repro_root = Path(artifacts) / layout.REPRO if repro_root is None else Path(repro_root)
         reports = [verify_model(s, Path(artifacts) / s.name, chosen, user_cases.get(s.name), with_tf,
                                 prebuilt.get(s.name), required, scope, localize, repro_root) for s in specs]

@@ -187,3 +187,17 @@ def test_outputs_moved_by_exposing_intermediates_are_said():
     missing = Localization("r", "agrees")
     _Context._check_outputs(ctx, missing, case, {}, {"y": y})
     assert missing.outputs_moved == math.inf
+
+
+def test_rows_taken_from_a_large_case_are_a_case_of_their_own():
+    """Localizing a user's million-row case runs its first MAX_ROWS rows; under the case's own name the
+    verified case's outputs (a sum over a million rows) set the scale its tensors were held to, and a
+    float32 rounding at one Gemm read as a divergence."""
+    from tf_parity_export.verify.inputs import Case
+    from tf_parity_export.verify.localize.localizer import MAX_ROWS, _rows
+
+    big = Case("user:x.npz", "user", {"x": np.zeros((MAX_ROWS + 1, 3), np.float32)})
+    small = Case("random_b7", "random", {"x": np.zeros((7, 3), np.float32)})
+    taken = _rows(None, big)
+    assert taken.name == f"user:x.npz (first {MAX_ROWS} rows)" and taken.feed["x"].shape == (MAX_ROWS, 3)
+    assert _rows(None, small) is small
