@@ -159,8 +159,10 @@ def resolve_ranges(spec: ModelSpec, model: Any) -> tuple[ModelSpec, list[str]]:
         if sig.integer and sig.range is None and np.dtype(sig.dtype) != np.bool_:
             size = _embedding_size(model, sig.name)
             if size is None:
+                how = (f"--input-range {sig.name}=LOW:HIGH" if spec.source is not None  # a model file: a flag
+                       else f"TensorSig({sig.name!r}, ..., dtype={sig.dtype!r}, range=(low, high))")
                 raise UserError(f"input {sig.name!r} is {sig.dtype} and has no range; declare the values it may "
-                                f"take: TensorSig({sig.name!r}, ..., dtype={sig.dtype!r}, range=(low, high))")
+                                f"take: {how}")
             sig = dataclasses.replace(sig, range=(0, size))
             notes.append(f"input {sig.name!r} has no declared range; using [0, {size}) from the Embedding it feeds")
         inputs.append(sig)

@@ -46,6 +46,9 @@ def files(tmp_path_factory):
                               keras.layers.Dense(2)])
     dense.save(root / "legacy.h5")
     dense.export(str(root / "served"), format="tf_saved_model")
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    keras.Model(tokens, keras.layers.Dense(1)(keras.layers.Flatten()(keras.layers.Embedding(12, 2)(tokens)))).export(
+        str(root / "tokens_served"), format="tf_saved_model")  # a SavedModel: its Embedding is not visible
     return root
 
 
@@ -157,3 +160,12 @@ def test_file_options_need_a_file_and_ranges_are_checked(files, tmp_path):
     unranged = runner.invoke(export_main, [str(files / "texts.keras"), "--out", str(tmp_path), "--providers", "ort_cpu"])
     assert unranged.exit_code == 0, unranged.output  # the ids feed an Embedding: its size is the range
     assert "texts: input 'ids' has no declared range; using [0, 30) from the Embedding it feeds" in unranged.output
+
+
+def test_integer_ids_of_a_savedmodel_take_their_range_from_the_flag(files, tmp_path):
+    """A SavedModel shows no Embedding to take the range from: the error names the flag that gives it."""
+    code, output = _export(str(files / "tokens_served"), "--out", str(tmp_path / "a"))
+    assert code == 1 and _errors(output) == ["error: tokens_served: signature: input 'tokens' is int32 and has no "
+                                             "range; declare the values it may take: --input-range tokens=LOW:HIGH"]
+    code, output = _export(str(files / "tokens_served"), "--out", str(tmp_path / "b"), "--input-range", "tokens=0:12")
+    assert code == 0, output
