@@ -22,13 +22,18 @@ def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callab
         make(out)
         return out
     shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
-    out, done = shared / name, shared / f"{name}.done"
+    out, done, failed = shared / name, shared / f"{name}.done", shared / f"{name}.failed"
     with open(shared / f"{name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if `make` raises
+        if failed.exists():  # the other worker's attempt failed: the same error, not the same minutes again
+            raise RuntimeError(f"making {name} failed in another worker: {failed.read_text()}")
         if not done.exists():
-            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half way left it
             out.mkdir()
-            make(out)
+            try:
+                make(out)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}")
+                raise
             done.touch()
     return out
 

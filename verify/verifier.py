@@ -260,12 +260,12 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         card = layout.check_folder(folder.parent, folder.name)
         spec = with_card_ranges(spec, card)
         stored = read_sets(folder, spec, card)
-        # The folder is sound: start the browser and Node now, in the background, while the reference
-        # model is built (once per run; a run whose folders are all refused never starts them).
-        warm_up(scope, runtimes)
         if not with_tf and user_case:
             raise InputError(f"{spec.name}: --inputs needs TensorFlow to compute reference outputs; "
                              "without it only the stored test data sets can be replayed")
+        # The folder is sound: start the browser and Node now, in the background, while the reference
+        # model is built (once per run; a run whose folders are all refused never starts them).
+        warm_up(scope, runtimes)
         model = _reference_model(spec, folder, card, prebuilt) if with_tf else None
         if model is None:
             cases = [s.case for s in stored]
@@ -342,8 +342,8 @@ def verify_model(spec: ModelSpec, folder: Path, runtimes: list[str], user_case: 
         report.results += results
         report.precision[name] = precision_summary(name, getattr(runtime, "precision", ""), results, atol, spec.rtol)
         if name not in runtimes_to_localize({name: report.runtimes[name]}, results, localize):
-            # not to be localized: its session goes now, with the memory a large case made it hold
-            # (a million rows through every runtime, each kept, peaked at 3 GB)
+            # not to be localized: its in-process session goes now, with the memory a large case made
+            # it hold (a million rows through every runtime, each kept, peaked at 3 GB)
             del loaded[name]
             runtime = None
     from .localize import localize_model

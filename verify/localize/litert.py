@@ -55,7 +55,7 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
         except Exception as e:  # a runtime failing on valid input is a finding
             raise UserError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         ctx._check_outputs(result, case, got, own)
-        out_scale = ctx.outputs_scale(case)
+        out_scale = ctx.outputs_scale(case, ref, values)
         for i, names in candidates.items():
             tensor = np.array(interpreter.get_tensor(i))
             rtol = ctx.tolerance(output_of.get(i, ""), case)

@@ -217,9 +217,9 @@ def warm_up(scope: Any) -> None:
     """Start node now, so that it is ready when the first model needs it (the process serves the whole run)."""
     try:
         _check_installed()
-    except Unavailable:
-        return  # each model reports it when it asks for the runtime
-    _get_server()
+        _get_server()
+    except Exception:  # not installed, or node would not start: each model reports it when it loads the runtime
+        return
 
 
 def load(subject: Subject) -> NodeRuntime:

@@ -385,8 +385,8 @@ def warm_up(scope: Any) -> None:
     """Start the run's browser now, in the background, so that it is up when the first model needs it."""
     try:
         scope.shared(NAME, Browser)
-    except Unavailable:
-        pass  # each model reports it when it asks for the runtime
+    except Exception:  # remembered by the scope: each model reports it when it loads the runtime
+        pass
 
 
 def load(subject: Subject) -> WebRuntime:
