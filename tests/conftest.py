@@ -72,7 +72,8 @@ def tf_free_python(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
         venv = folder / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+               "--no-compile"]  # no .pyc compiled ahead: a third of the install time
         subprocess.run([*pip, "-c", str(root / "constraints.txt"), "onnxruntime", "onnx", "numpy", "click",
                         "ai-edge-litert", "playwright"], check=True)
         subprocess.run([*pip, "--no-deps", "-e", str(root)], check=True)
