@@ -94,6 +94,19 @@ def short_tmpdir():
 
 
 @pytest.fixture
+def as_plugin(monkeypatch):
+    """Register a spec as if an entry point had provided it (replacing a seed model's for the test)."""
+    from tf_parity_export.models import plugins
+
+    def register(spec):
+        monkeypatch.setitem(MODELS, spec.name, spec)
+        monkeypatch.setitem(plugins.ORIGINS, spec.name, plugins.Origin(spec.name, "tests:SPEC", "test-plugin 1.0"))
+        return spec.name
+
+    return register
+
+
+@pytest.fixture
 def copy_of(artifacts: Path, tmp_path: Path):
     """A private copy of the session artifacts, for tests that damage files."""
     import shutil

@@ -7,6 +7,7 @@ import glob
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from tf_parity_export.models import MODELS, ModelSpec, TensorSig
 from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.cli import main as verify_main
 from tf_parity_export.verify.localize.graph import produced
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from plant import plant  # noqa: E402  (tools/plant.py: the tests plant with the tool users run)
 
 SPECS = {
     "loc_conv": ModelSpec("loc_conv", "_localize_builders:build_conv", "two Conv2D (NHWC in TF, NCHW in ONNX)",
@@ -62,26 +66,6 @@ def copy_model(artifacts, small_models, tmp_path, monkeypatch):
         return root
 
     return make
-
-
-def plant(folder: Path, factor: float = 1.05, which: str = "middle", kind: str = "weight") -> str:
-    """Scale one initializer of `model.onnx` (a weight matrix, or a bias vector) read by one node;
-    re-sign the folder. Returns the node that reads it."""
-    model = onnx.load(str(folder / layout.ONNX))
-    inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    want = (lambda dims: len(dims) >= 2) if kind == "weight" else (lambda dims: len(dims) == 1 and dims[0] > 1)
-    eligible = [(node, name) for node in model.graph.node for name in node.input
-                if name in inits and inits[name].data_type == onnx.TensorProto.FLOAT and readers[name] == 1
-                and want(list(inits[name].dims))]
-    node, name = eligible[len(eligible) // 2] if which == "middle" else eligible[0]
-    inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]) * np.float32(factor), name))
-    onnx.save(model, str(folder / layout.ONNX))
-    resign_folder(folder)
-    return node.name
 
 
 def replay(repro: Path, runtime: str = "onnxruntime") -> float:
@@ -128,7 +112,7 @@ def test_inherited_error_is_told_from_a_born_one(copy_model):
     """A bias of 1000 scaled by 1 + 2e-6 is within tolerance at its Gemm; the next node subtracts
     1000 and is beyond it, but that node alone, on TF's inputs, is exact: inherited."""
     root = copy_model("loc_cancel")
-    gemm = plant(root / "loc_cancel", factor=1 + 2e-6, which="first", kind="bias")
+    gemm = plant(root / "loc_cancel", factor=1 + 2e-6, first=True, kind="bias")
     rep = verify_models(["loc_cancel"], root, runtimes=["ort_cpu"])
     found = rep.models[0].localization["ort_cpu"]
     points = {p.node: p for p in found.points}

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
 from test_plugins import SPEC_HEAD, fake_distribution, run
-from tf_parity_export.models import MODELS, PluginError, TensorSig, get_spec, plugins
+from tf_parity_export.models import TensorSig, get_spec
 from tf_parity_export.models.errors import ExportError
 from tf_parity_export.verify import layout, verify_models
 from tf_parity_export.verify.cli import main as verify_main
@@ -70,18 +70,6 @@ def test_a_plugins_escape_sequences_never_reach_the_terminal_raw(tmp_path):
                      re.MULTILINE), result.stdout  # the column is as wide as the longest name
     assert result.stderr.splitlines() == ["error: plugin entry point 'boom' (boom_spec:SPEC) of distribution "
                                           "loud-plugin 1.0: cannot be loaded (RuntimeError: \\x1b[31mred alert\\x07)"]
-
-
-@pytest.fixture
-def as_plugin(monkeypatch):
-    """Register a spec as if an entry point had provided it (replacing a seed model's for the test)."""
-
-    def register(spec):
-        monkeypatch.setitem(MODELS, spec.name, spec)
-        monkeypatch.setitem(plugins.ORIGINS, spec.name, plugins.Origin(spec.name, "tests:SPEC", "test-plugin 1.0"))
-        return spec.name
-
-    return register
 
 
 MALFORMED = ("probe _plugin_builders:malformed_probe returned a malformed path (iterations='many'); trace(x).to_json() "

@@ -173,18 +173,6 @@ def test_builder_that_raises_is_one_line_exit_1(tmp_path, installed):
     assert result.stdout.rstrip().splitlines()[-1].startswith("FAILED")
 
 
-@pytest.fixture
-def as_plugin(monkeypatch):
-    """Register a spec as if an entry point had provided it."""
-
-    def register(spec):
-        monkeypatch.setitem(MODELS, spec.name, spec)
-        monkeypatch.setitem(plugins.ORIGINS, spec.name, plugins.Origin(spec.name, "tests:SPEC", "test-plugin 1.0"))
-        return spec.name
-
-    return register
-
-
 @pytest.mark.parametrize("builder,outputs,message", [
     ("_plugin_builders:not_a_model", None, "builder _plugin_builders:not_a_model returned a int, not a keras.Model"),
     ("_plugin_builders:unbuilt", None, "returned a Keras model that is not built"),

@@ -20,8 +20,12 @@ from pathlib import Path
 import numpy as np
 
 
-def plant(folder: Path, factor: float = 1.05, first: bool = False, op: str | None = None) -> str:
-    """Scale one weight initializer of `folder/model.onnx` in place and re-sign; returns its node's name."""
+def plant(folder: Path, factor: float = 1.05, first: bool = False, op: str | None = None, kind: str = "weight") -> str:
+    """Scale one initializer of `folder/model.onnx` in place and re-sign; returns its node's name.
+
+    The initializer is read by that node only, is float32 and is a weight matrix (`kind="weight"`,
+    two or more dimensions) or a bias vector (`kind="bias"`, one dimension of more than one value);
+    the middle such one in graph order, or the first."""
     import onnx
     from onnx import numpy_helper
 
@@ -33,9 +37,10 @@ def plant(folder: Path, factor: float = 1.05, first: bool = False, op: str | Non
     for node in model.graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
+    want = (lambda dims: len(dims) >= 2) if kind == "weight" else (lambda dims: len(dims) == 1 and dims[0] > 1)
     eligible = [(node, name) for node in model.graph.node for name in node.input
                 if name in inits and inits[name].data_type == onnx.TensorProto.FLOAT and readers[name] == 1
-                and len(inits[name].dims) >= 2 and op in (None, node.op_type)]
+                and want(list(inits[name].dims)) and op in (None, node.op_type)]
     node, name = eligible[0 if first else len(eligible) // 2]
     inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]) * np.float32(factor), name))
     onnx.save(model, str(folder / layout.ONNX))

@@ -46,21 +46,24 @@ def unregister(service: Killable) -> None:
         _live.discard(service)
 
 
+def _processes() -> list[Path]:
+    """Every process's /proc folder (none where there is no /proc)."""
+    try:
+        return [entry for entry in PROC.iterdir() if entry.name.isdigit()]
+    except OSError:
+        return []
+
+
 def _table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, state) of every process, from /proc (empty where there is no /proc)."""
     found = {}
-    try:
-        entries = list(PROC.iterdir())
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-            found[int(entry.name)] = (int(ppid), state)
+    for entry in _processes():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        found[int(entry.name)] = (int(ppid), state)
     return found
 
 
@@ -96,19 +99,14 @@ def mentioning(text: str) -> list[int]:
     title over its environment; a helper it forks (crashpad) keeps the environment."""
     wanted = os.fsencode(text)
     found = []
-    try:
-        entries = list(PROC.iterdir())
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.name.isdigit():
-            for part in ("cmdline", "environ"):
-                try:
-                    if wanted in (entry / part).read_bytes():
-                        found.append(int(entry.name))
-                        break
-                except OSError:
-                    continue
+    for entry in _processes():
+        for part in ("cmdline", "environ"):
+            try:
+                if wanted in (entry / part).read_bytes():
+                    found.append(int(entry.name))
+                    break
+            except OSError:
+                continue
     return found
 
 

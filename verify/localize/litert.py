@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from tf_parity_export.models import UserError
 
 from ..runtimes import litert as litert_runtime
 from .graph import Produced
@@ -48,14 +47,7 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
             _unmatched(result, p, "no TF tensor named after any of its ';'-joined names in the reference")
     worst: dict[int, dict[str, Any]] = {}
     for case in cases:
-        values = ref.values(case)
-        try:
-            own = plain.infer(case.feed)
-            got = runtime.infer(case.feed)
-        except Exception as e:  # a runtime failing on valid input is a finding
-            raise UserError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        ctx._check_outputs(result, case, got, own)
-        out_scale = ctx.outputs_scale(case, ref, values)
+        values, got, out_scale = ctx.run_case(result, ref, case, runtime, plain)
         for i, names in candidates.items():
             tensor = np.array(interpreter.get_tensor(i))
             rtol = ctx.tolerance(output_of.get(i, ""), case)
@@ -63,7 +55,7 @@ def localize_litert(ctx: Any, result: Any, ref: Any, cases: list[Any]) -> None:
                                out_scale)
             if found is not None and (i not in worst or found[2].ratio > worst[i]["err"].ratio):
                 worst[i] = {"tf": found[0], "layout": found[1], "err": found[2], "case": case.name}
-        del values, got, own
+        del values, got
     by_index = {i: p for p, i in produced}
     for i in candidates:
         if i not in worst:

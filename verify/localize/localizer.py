@@ -340,14 +340,7 @@ class _Context:
         by_tensor = {p.tensor: p for p in self.produced}
         missing: set[str] = set()
         for case in cases:
-            values = ref.values(case)
-            try:
-                got = runtime.infer(case.feed)
-                own = plain.infer(case.feed)
-            except Exception as e:  # a runtime failing on valid input is a finding
-                raise UserError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-            self._check_outputs(result, case, got, own)
-            out_scale = self.outputs_scale(case, ref, values)
+            values, got, out_scale = self.run_case(result, ref, case, runtime, plain)
             for tensor, names in candidates.items():
                 if tensor not in got:
                     missing.add(tensor)
@@ -360,7 +353,7 @@ class _Context:
                 if tensor not in worst or err.ratio > worst[tensor]["err"].ratio:
                     worst[tensor] = {"tf": tf_name, "layout": lay, "err": err, "case": case.name}
                 worst[tensor].setdefault("shapes", {})[case.name] = (tf_name, lay, tuple(np.shape(got[tensor])))
-            del values, got, own
+            del values, got
         for tensor in candidates:
             if tensor in missing:
                 _unmatched(result, by_tensor[tensor], "the runtime did not return it as an output")
@@ -368,6 +361,20 @@ class _Context:
                 _unmatched(result, by_tensor[tensor], f"no layout of its TF candidates {candidates[tensor]} "
                                                       "fits its shape")
         return worst
+
+    def run_case(self, result: Localization, ref: Any, case: Case, runtime: Any,
+                 plain: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], float]:
+        """One case on the runtime as verified (`plain`) and with its tensors exposed (`runtime`, run last:
+        LiteRT's interpreter is read after it), the exposed run's outputs checked against the plain one's.
+        Returns the reference's values, the exposed run's results and the outputs' scale on the case."""
+        values = ref.values(case)
+        try:
+            own = plain.infer(case.feed)
+            got = runtime.infer(case.feed)
+        except Exception as e:  # a runtime failing on valid input is a finding
+            raise UserError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        self._check_outputs(result, case, got, own)
+        return values, got, self.outputs_scale(case, ref, values)
 
     def _check_outputs(self, result: Localization, case: Case, got: dict[str, Any], own: dict[str, Any]) -> None:
         """The model's outputs with the intermediates exposed must be the runtime's own, bit for bit."""
